@@ -1,0 +1,371 @@
+"""One-time setup: download each model at its pinned commit, verify it, and export it to local_models/.
+
+uv run python export_models.py                 # every model in config.toml
+uv run python export_models.py parakeet        # just one
+uv run python export_models.py --verify        # full sha256 check of what is on disk
+uv run python export_models.py --update        # move the pins to the hub's current main
+uv run python export_models.py --repair KEY    # download again whatever fails the check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+from huggingface_hub import HfApi
+from tqdm import tqdm
+
+from localstt.config import AppConfig, ConfigError, ModelSpec, load_config, write_pin
+from localstt.hub import (
+    HubError,
+    RemoteFile,
+    download_verified,
+    hash_file,
+    list_files,
+    resolve_main,
+)
+from localstt.manifest import (
+    MANIFEST_NAME,
+    ExportError,
+    FileRecord,
+    Manifest,
+    atomic_write_text,
+    export_command,
+    find_problems,
+    human_size,
+    read_manifest,
+    record_verified,
+)
+
+FILE_PATTERNS: dict[str, dict[str, str]] = {
+    "nemo-asr": {"*.nemo": "{name}"},
+    "salm": {"config.json": "{name}", "*.safetensors": "{name}", "*.safetensors.index.json": "{name}"},
+}
+# SALM builds its LLM from a tokenizer beside config.json and the LLM's config in llm_backbone/
+# (nemo.collections.speechlm2.parts.hf_hub._inject_local_artifact_paths); no LLM weights are needed.
+LLM_FILE_PATTERNS = {
+    "tokenizer.json": "{name}",
+    "tokenizer_config.json": "{name}",
+    "vocab.json": "{name}",
+    "merges.txt": "{name}",
+    "special_tokens_map.json": "{name}",
+    "added_tokens.json": "{name}",
+    "config.json": "llm_backbone/config.json",
+    "generation_config.json": "llm_backbone/generation_config.json",
+}
+DISK_MARGIN_BYTES = 100 * 1000 * 1000
+
+
+def _tool_versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0]}
+    for package in ("huggingface_hub", "hf_xet", "nemo_toolkit", "torch"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def _staging_dir(config: AppConfig, spec: ModelSpec) -> Path:
+    suffix = f"-{spec.llm_revision[:12]}" if spec.kind == "salm" else ""
+    return config.models_dir / ".staging" / f"{spec.key}-{spec.short_revision}{suffix}"
+
+
+def _previous_dirs(config: AppConfig, key: str) -> list[Path]:
+    root = config.models_dir / ".previous"
+    return sorted(root.glob(f"{key}-*"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+
+
+def _install(config: AppConfig, spec: ModelSpec, staging: Path) -> None:
+    """Swap a complete, verified staging folder into place; the superseded export goes last."""
+    export_dir = config.models_dir / spec.key
+    if not export_dir.exists():
+        os.replace(staging, export_dir)
+        return
+    old = read_manifest(export_dir)
+    previous = config.models_dir / ".previous" / f"{spec.key}-{(old.revision if old else 'x')[:12]}"
+    previous.parent.mkdir(parents=True, exist_ok=True)
+    if previous.exists():
+        shutil.rmtree(previous)
+    os.replace(export_dir, previous)
+    os.replace(staging, export_dir)
+    shutil.rmtree(previous)
+    if old is not None and old.revision != spec.revision:
+        print(f"{spec.key}: removed the superseded export at {old.revision[:12]}")
+
+
+def _recover(config: AppConfig, spec: ModelSpec) -> None:
+    """Finish a swap that a killed process left half done."""
+    export_dir = config.models_dir / spec.key
+    if spec.is_pinned and (_staging_dir(config, spec) / MANIFEST_NAME).is_file():
+        _install(config, spec, _staging_dir(config, spec))
+    elif not export_dir.exists() and (previous := _previous_dirs(config, spec.key)):
+        os.replace(previous[-1], export_dir)
+
+
+def _pin_to_main(config: AppConfig, spec: ModelSpec, api: HfApi) -> ModelSpec:
+    revision = resolve_main(api, spec.repo)
+    llm_revision = resolve_main(api, spec.llm_repo) if spec.kind == "salm" else ""
+    return replace(spec, revision=revision, llm_revision=llm_revision)
+
+
+def _plan(api: HfApi, spec: ModelSpec) -> list[RemoteFile]:
+    files = list_files(api, spec.repo, spec.revision, FILE_PATTERNS[spec.kind])
+    if spec.kind == "nemo-asr":
+        nemo_files = [f for f in files if "/" not in f.path]
+        if len(nemo_files) != 1:
+            raise HubError(
+                f"{spec.repo}@{spec.short_revision} should hold one .nemo file; found {len(nemo_files)}."
+            )
+        return nemo_files
+    if not any(f.path == "config.json" for f in files) or not any(
+        f.path.endswith(".safetensors") for f in files
+    ):
+        raise HubError(
+            f"{spec.repo}@{spec.short_revision} has no config.json + model.safetensors; is kind right?"
+        )
+    llm_files = list_files(api, spec.llm_repo, spec.llm_revision, LLM_FILE_PATTERNS)
+    if not any(f.path == "tokenizer_config.json" for f in llm_files):
+        raise HubError(f"{spec.llm_repo}@{spec.llm_revision[:12]} has no tokenizer_config.json.")
+    return sorted(files + llm_files, key=lambda f: f.size)
+
+
+def _describe_changes(old: Manifest | None, files: list[RemoteFile]) -> None:
+    before = {record.path: record for record in old.files} if old else {}
+    after = {f.destination: f for f in files}
+    for path in sorted(set(before) | set(after)):
+        if path not in after:
+            print(f"  removed  {path}")
+        elif path not in before:
+            print(f"  added    {path} ({human_size(after[path].size)})")
+        elif (
+            not after[path].is_expected_content(before[path].sha256, None)
+            or before[path].size != after[path].size
+        ):
+            print(f"  changed  {path} ({human_size(after[path].size)})")
+
+
+def _reusable(export_dir: Path, remote: RemoteFile) -> Path | None:
+    """A file of the current export with exactly the wanted content, to link instead of downloading."""
+    candidate = export_dir / remote.destination
+    if not candidate.is_file() or candidate.stat().st_size != remote.size:
+        return None
+    return candidate if remote.is_expected_content(*hash_file(candidate)) else None
+
+
+def _link_or_copy(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
+
+
+def _check_llm_name(staging: Path, spec: ModelSpec) -> None:
+    named = json.loads((staging / "config.json").read_text(encoding="utf-8")).get("pretrained_llm")
+    if named != spec.llm_repo:
+        raise HubError(
+            f'{spec.repo} names {named} as its LLM but config.toml has llm_repo = "{spec.llm_repo}"; '
+            f'set llm_repo = "{named}" and llm_revision = "" in [models.{spec.key}].'
+        )
+
+
+def _fill_staging(
+    config: AppConfig, spec: ModelSpec, files: list[RemoteFile], staging: Path
+) -> list[FileRecord]:
+    export_dir = config.models_dir / spec.key
+    fetch_root = staging / ".fetch"
+    for orphan in fetch_root.rglob("*.incomplete") if fetch_root.exists() else []:
+        orphan.unlink()  # left by a killed run; we hold the lock, so nobody is writing it
+    todo: list[RemoteFile] = []
+    records: dict[str, FileRecord] = {}
+    for remote in files:
+        target = staging / remote.destination
+        if target.is_file() and target.stat().st_size == remote.size:
+            sha256, git_sha1 = hash_file(target)
+            if remote.is_expected_content(sha256, git_sha1):
+                records[remote.destination] = FileRecord(
+                    remote.destination, remote.size, sha256, remote.source
+                )
+                continue
+            target.unlink()
+        if (source := _reusable(export_dir, remote)) is not None:
+            _link_or_copy(source, target)
+            records[remote.destination] = FileRecord(
+                remote.destination, remote.size, hash_file(target)[0], remote.source
+            )
+            continue
+        todo.append(remote)
+    needed = sum(remote.size for remote in todo)
+    free = shutil.disk_usage(config.models_dir).free
+    if needed + DISK_MARGIN_BYTES > free:
+        raise HubError(
+            f"Not enough free disk space in {config.models_dir}: {spec.key} needs {human_size(needed)} "
+            f"more, {human_size(free)} is free. Free some space or point models_dir in config.toml "
+            "at a bigger disk."
+        )
+    if todo:
+        print(f"{spec.key}: downloading {len(todo)} file(s), {human_size(needed)}")
+    for remote in todo:
+        fetch_dir = fetch_root / ("model" if remote.repo == spec.repo else "llm")
+        sha256 = download_verified(remote, fetch_dir, staging / remote.destination)
+        records[remote.destination] = FileRecord(remote.destination, remote.size, sha256, remote.source)
+        if spec.kind == "salm" and remote.destination == "config.json":
+            _check_llm_name(staging, spec)
+    if spec.kind == "salm":
+        _check_llm_name(staging, spec)
+    shutil.rmtree(fetch_root, ignore_errors=True)
+    return [records[remote.destination] for remote in files]
+
+
+def export_model(config: AppConfig, key: str, update: bool = False, repair: bool = False) -> None:
+    config.model(key)
+    locks = config.models_dir / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(locks / f"{key}.lock")
+    try:
+        lock.acquire(timeout=0.2)
+    except Timeout:
+        print(f"{key}: another export of this model is running; waiting for it to finish")
+        lock.acquire()
+    try:
+        _export_locked(load_config(config.path), key, update, repair)
+    finally:
+        lock.release()
+
+
+def _export_locked(config: AppConfig, key: str, update: bool, repair: bool) -> None:
+    spec = config.model(key)
+    export_dir = config.models_dir / key
+    _recover(config, spec)
+    existing = read_manifest(export_dir)
+    up_to_date = spec.is_pinned and existing is not None and existing.matches(spec)
+    if up_to_date and not update and not repair and not find_problems(export_dir, existing, "size"):
+        print(
+            f"{key}: already exported at {spec.short_revision} ({human_size(existing.total_size)}), "
+            "nothing to download"
+        )
+        return
+
+    api = HfApi()
+    started = time.monotonic()
+    if update or not spec.is_pinned:
+        pinned = _pin_to_main(config, spec, api)
+        if pinned == spec and existing is not None and existing.matches(spec) and not repair:
+            print(f"{key}: already at the hub's main ({spec.short_revision}); nothing to update")
+            return
+        print(f"{key}: pinning {spec.repo} at main = {pinned.revision}")
+        if pinned.kind == "salm":
+            print(f"{key}: pinning {spec.llm_repo} at main = {pinned.llm_revision}")
+        spec = pinned
+    files = _plan(api, spec)
+    if update:
+        _describe_changes(existing, files)
+    staging = _staging_dir(config, spec)
+    staging.mkdir(parents=True, exist_ok=True)
+    records = _fill_staging(config, spec, files, staging)
+    manifest = Manifest(
+        key=key,
+        kind=spec.kind,
+        repo=spec.repo,
+        revision=spec.revision,
+        files=tuple(records),
+        llm_repo=spec.llm_repo,
+        llm_revision=spec.llm_revision,
+        exported_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        tools=_tool_versions(),
+    )
+    record_verified(staging, manifest)
+    atomic_write_text(staging / MANIFEST_NAME, manifest.to_json())
+    if config.model(key) != spec:
+        write_pin(config.path, key, spec.revision, spec.llm_revision if spec.kind == "salm" else None)
+        print(f"{key}: config.toml now pins {spec.short_revision}")
+    _install(config, spec, staging)
+    print(
+        f"{key}: exported {spec.repo} @ {spec.short_revision} ({human_size(manifest.total_size)}) "
+        f"to {export_dir} in {time.monotonic() - started:.1f} s"
+    )
+
+
+def verify_model(config: AppConfig, key: str) -> bool:
+    spec = config.model(key)
+    export_dir = config.models_dir / key
+    manifest = read_manifest(export_dir)
+    if manifest is None:
+        print(f"{key}: not exported; run `{export_command(key, config.path)}`")
+        return False
+    started = time.monotonic()
+    with tqdm(
+        total=manifest.total_size, unit="B", unit_scale=True, desc=f"{key}: sha256", leave=False
+    ) as bar:
+        problems = find_problems(export_dir, manifest, "full", on_bytes=bar.update)
+    if problems:
+        for problem in problems:
+            print(f"{key}: {export_dir / problem.path}: {problem.reason}")
+        print(f"{key}: repair with `{export_command(key, config.path, '--repair')}`")
+        return False
+    record_verified(export_dir, manifest)
+    pin_note = "" if manifest.matches(spec) else f" (config.toml pins {spec.short_revision or 'nothing yet'})"
+    print(
+        f"{key}: all {len(manifest.files)} files match their sha256 ({human_size(manifest.total_size)}, "
+        f"{time.monotonic() - started:.1f} s) at {manifest.revision[:12]}{pin_note}"
+    )
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Download, verify and export models once, at pinned commits."
+    )
+    parser.add_argument("models", nargs="*", help="model keys from config.toml (default: all)")
+    parser.add_argument("--config", help="path to config.toml")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--verify", action="store_true", help="full sha256 check of the exports on disk")
+    action.add_argument("--update", action="store_true", help="move the pins to the hub's current main")
+    action.add_argument("--repair", action="store_true", help="download again files that fail the check")
+    args = parser.parse_args(argv)
+
+    try:
+        config = load_config(args.config)
+        keys = args.models or list(config.models)
+        for key in keys:
+            config.model(key)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    failures = 0
+    for key in keys:
+        try:
+            if args.verify:
+                failures += not verify_model(config, key)
+            else:
+                export_model(config, key, update=args.update, repair=args.repair)
+        except (HubError, ExportError, ConfigError) as error:
+            print(f"{key}: error: {error}", file=sys.stderr)
+            failures += 1
+        except KeyboardInterrupt:
+            print(
+                f"\n{key}: interrupted. Nothing half-done will be loaded; rerun the same command to continue."
+            )
+            return 130
+        except OSError as error:
+            print(
+                f"{key}: error: {error.strerror or error} ({error.filename or ''}); fix that and rerun.",
+                file=sys.stderr,
+            )
+            failures += 1
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

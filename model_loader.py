@@ -1,0 +1,289 @@
+"""Load exported models from local_models/ only. This module never downloads anything.
+
+The hub libraries are told they are offline before any of them is imported, so nothing in this
+process can reach a hub, even by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("NEMO_TELEMETRY", "0")
+
+import gc  # noqa: E402
+import tarfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path, PurePosixPath  # noqa: E402
+from typing import Any  # noqa: E402
+
+from localstt.config import AppConfig, ModelSpec, load_config  # noqa: E402
+from localstt.manifest import (  # noqa: E402
+    ExportError,
+    Manifest,
+    VerifyMode,
+    check_export,
+    export_command,
+    human_size,
+    read_manifest,
+)
+
+if "huggingface_hub" in sys.modules:  # imported before us (e.g. by a test harness): force offline too
+    sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
+
+WEIGHTS_MEMBER = "model_weights.ckpt"
+
+
+class LoadError(RuntimeError):
+    """A model cannot be loaded; the message says why and what to run."""
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    manifest: Manifest
+    model: Any
+    device: str
+    dtype: str
+    seconds: float
+    export_dir: Path
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    key: str
+    repo: str
+    revision: str
+    exported: bool
+    size_on_disk: int
+    loaded: bool
+    device: str
+    message: str
+
+
+def _safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """Members of a .nemo, refusing anything that could land outside the folder it is unpacked into."""
+    members = tar.getmembers()
+    for member in members:
+        path = PurePosixPath(member.name)
+        if path.is_absolute() or ".." in path.parts:
+            raise LoadError(f"Refusing {tar.name}: member '{member.name}' points outside the archive.")
+        if not (member.isfile() or member.isdir()):
+            raise LoadError(f"Refusing {tar.name}: member '{member.name}' is a link or device, not a file.")
+    return members
+
+
+def _nemo_connector(nemo_path: Path) -> Any:
+    """A SaveRestoreConnector that unpacks only the small files and reads the weights from the tar.
+
+    NeMo's default untars the whole multi-GB archive into a temp folder on every load.
+    """
+    import torch
+    from nemo.core.connectors.save_restore_connector import SaveRestoreConnector
+
+    class VerifiedNemoConnector(SaveRestoreConnector):
+        def _unpack_nemo_file(self, path2file: str, out_folder: str, members: Any = None) -> str:
+            with tarfile.open(path2file, "r:") as tar:
+                small = [
+                    m
+                    for m in _safe_members(tar)
+                    if m.isfile() and PurePosixPath(m.name).name != WEIGHTS_MEMBER
+                ]
+                tar.extractall(out_folder, members=small, filter="data")
+            return out_folder
+
+        def _load_state_dict_from_disk(self, model_weights: str, map_location: Any = "cpu") -> Any:
+            with tarfile.open(nemo_path, "r:") as tar:
+                weights = [m for m in _safe_members(tar) if PurePosixPath(m.name).name == WEIGHTS_MEMBER]
+                if len(weights) != 1:
+                    raise LoadError(f"{nemo_path} holds {len(weights)} weight files; expected one.")
+                handle = tar.extractfile(weights[0])
+                assert handle is not None
+                return torch.load(handle, map_location=map_location, weights_only=True)
+
+    return VerifiedNemoConnector()
+
+
+def _pick_device_and_dtype(config: AppConfig) -> tuple[str, Any]:
+    import torch
+
+    wanted = config.runtime.device
+    has_cuda = torch.cuda.is_available()
+    if wanted == "cuda" and not has_cuda:
+        raise LoadError(
+            'config.toml asks for device = "cuda" but PyTorch sees no CUDA GPU; install a CUDA build '
+            'of PyTorch (see README) or set device = "auto".'
+        )
+    device = "cuda" if has_cuda and wanted != "cpu" else "cpu"
+    if device == "cpu" and wanted == "auto":
+        message = "No CUDA GPU found: running on the CPU, which is many times slower."
+        warnings.warn(message, stacklevel=3)
+        print(f"WARNING: {message}", file=sys.stderr, flush=True)
+    names = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+    if config.runtime.dtype != "auto":
+        return device, names[config.runtime.dtype]
+    if device == "cuda":
+        return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return device, torch.float32
+
+
+def _load_nemo_asr(export_dir: Path, manifest: Manifest, device: str, dtype: Any) -> Any:
+    from nemo.collections.asr.models import ASRModel
+    from nemo.utils import logging as nemo_logging
+
+    nemo_logging.setLevel(nemo_logging.ERROR)
+    nemo_path = export_dir / next(r.path for r in manifest.files if r.path.endswith(".nemo"))
+    with tarfile.open(nemo_path, "r:") as tar:
+        _safe_members(tar)
+    model = ASRModel.restore_from(
+        str(nemo_path), map_location=device, save_restore_connector=_nemo_connector(nemo_path)
+    )
+    # Weights stay float32; the engine runs inference under autocast in `dtype` on a GPU.
+    return model.eval()
+
+
+def _check_safetensors_keys(folder: Path, model: Any) -> None:
+    from safetensors import safe_open
+
+    file_keys: set[str] = set()
+    for weights in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(weights), framework="pt") as handle:
+            file_keys.update(handle.keys())
+    model_keys = set(model.state_dict())
+    missing, unexpected = model_keys - file_keys, file_keys - model_keys
+    if missing or unexpected:
+        example = sorted(missing or unexpected)[0]
+        raise LoadError(
+            f"The weights in {folder} do not fit the model built from its config.json "
+            f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. '{example}'); "
+            "the export may be from another model version."
+        )
+
+
+def _load_salm(export_dir: Path, device: str, dtype: Any) -> Any:
+    from nemo.collections.speechlm2.models import SALM
+    from nemo.utils import logging as nemo_logging
+
+    nemo_logging.setLevel(nemo_logging.ERROR)
+    model = SALM.from_pretrained(str(export_dir), local_files_only=True)
+    _check_safetensors_keys(export_dir, model)
+    return model.to(dtype=dtype).eval().to(device)
+
+
+class ModelStore:
+    """Loads models on demand and keeps them for the life of the process."""
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        self._loaded: dict[str, LoadedModel] = {}
+        self._lock = threading.RLock()
+
+    def export_dir(self, key: str) -> Path:
+        return self.config.models_dir / key
+
+    def loaded(self, key: str) -> LoadedModel | None:
+        return self._loaded.get(key)
+
+    def load(self, key: str, verify: VerifyMode | None = None) -> LoadedModel:
+        spec = self.config.model(key)
+        with self._lock:
+            if (cached := self._loaded.get(key)) is not None:
+                return cached
+            export_dir = self.export_dir(key)
+            manifest = check_export(
+                spec, export_dir, verify or self.config.runtime.verify_on_load, self.config.path
+            )
+            if not self.config.runtime.keep_all_loaded:
+                self.unload_all()
+            device, dtype = _pick_device_and_dtype(self.config)
+            started = time.perf_counter()
+            if spec.kind == "nemo-asr":
+                model = _load_nemo_asr(export_dir, manifest, device, dtype)
+            else:
+                model = _load_salm(export_dir, device, dtype)
+            seconds = time.perf_counter() - started
+            dtype_name = str(dtype).removeprefix("torch.")
+            loaded = LoadedModel(spec, manifest, model, device, dtype_name, seconds, export_dir)
+            self._loaded[key] = loaded
+            print(
+                f"{spec.display_name} @ {spec.short_revision} loaded from {export_dir} in {seconds:.1f} s "
+                f"on {device} ({dtype_name})",
+                flush=True,
+            )
+            return loaded
+
+    def unload(self, key: str) -> None:
+        with self._lock:
+            if self._loaded.pop(key, None) is None:
+                return
+            gc.collect()
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            print(f"{key}: unloaded", flush=True)
+
+    def unload_all(self) -> None:
+        for key in list(self._loaded):
+            self.unload(key)
+
+    def status(self) -> list[ModelStatus]:
+        rows = []
+        for key, spec in self.config.models.items():
+            manifest = read_manifest(self.export_dir(key))
+            exported = manifest is not None and manifest.matches(spec)
+            loaded = self._loaded.get(key)
+            if exported:
+                assert manifest is not None
+                message = f"exported at {spec.short_revision}, {human_size(manifest.total_size)}"
+            else:
+                message = f"not exported: run `{export_command(key, self.config.path)}`"
+            rows.append(
+                ModelStatus(
+                    key=key,
+                    repo=spec.repo,
+                    revision=spec.revision,
+                    exported=exported,
+                    size_on_disk=manifest.total_size if manifest else 0,
+                    loaded=loaded is not None,
+                    device=loaded.device if loaded else "",
+                    message=message,
+                )
+            )
+        return rows
+
+
+_default_store: ModelStore | None = None
+
+
+def default_store(config_path: str | os.PathLike[str] | None = None) -> ModelStore:
+    global _default_store
+    if _default_store is None or (
+        config_path is not None and Path(config_path).resolve() != _default_store.config.path
+    ):
+        _default_store = ModelStore(load_config(config_path))
+    return _default_store
+
+
+def load_model(
+    key: str, config_path: str | os.PathLike[str] | None = None, verify: VerifyMode | None = None
+) -> Any:
+    """The ready model for `key` ("parakeet" or "canary-qwen"), loaded once per process."""
+    return default_store(config_path).load(key, verify).model
+
+
+__all__ = [
+    "ExportError",
+    "LoadError",
+    "LoadedModel",
+    "ModelStatus",
+    "ModelStore",
+    "default_store",
+    "load_model",
+]

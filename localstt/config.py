@@ -1,0 +1,173 @@
+"""config.toml: what the user asked for. Read into typed objects; pins written back with comments kept."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomlkit
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+MODEL_KINDS = ("nemo-asr", "salm")
+DEVICES = ("auto", "cuda", "cpu")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+
+ModelKind = Literal["nemo-asr", "salm"]
+
+
+class ConfigError(ValueError):
+    """config.toml is missing, malformed or asks for something impossible."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str
+    repo: str
+    revision: str
+    kind: ModelKind
+    llm_repo: str = ""
+    llm_revision: str = ""
+
+    @property
+    def short_revision(self) -> str:
+        return self.revision[:12]
+
+    @property
+    def display_name(self) -> str:
+        return self.repo.rsplit("/", 1)[-1]
+
+    @property
+    def is_pinned(self) -> bool:
+        pinned = bool(COMMIT_RE.match(self.revision))
+        if self.kind == "salm":
+            pinned = pinned and bool(COMMIT_RE.match(self.llm_revision))
+        return pinned
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    device: str = "auto"
+    dtype: str = "auto"
+    keep_all_loaded: bool = False
+    verify_on_load: Literal["quick", "full"] = "quick"
+
+
+@dataclass(frozen=True)
+class AppOptions:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    max_upload_mb: int = 2048
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    path: Path
+    models_dir: Path
+    models: dict[str, ModelSpec]
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    app: AppOptions = field(default_factory=AppOptions)
+    max_audio_minutes: float = 180.0
+
+    def model(self, key: str) -> ModelSpec:
+        try:
+            return self.models[key]
+        except KeyError:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise ConfigError(f"Unknown model '{key}'. Models in {self.path}: {known}.") from None
+
+
+def config_path_from_env(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """--config wins, then LOCALSTT_CONFIG, then config.toml beside the code."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    env = os.environ.get("LOCALSTT_CONFIG")
+    return Path(env).expanduser().resolve() if env else DEFAULT_CONFIG_PATH
+
+
+def _read_document(path: Path) -> tomlkit.TOMLDocument:
+    try:
+        return tomlkit.parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {path} does not exist; pass --config PATH.") from None
+    except tomlkit.exceptions.ParseError as error:
+        raise ConfigError(f"Config file {path} is not valid TOML ({error}); fix that line.") from None
+
+
+def _choice(table: dict[str, Any], key: str, allowed: tuple[str, ...], default: str, where: str) -> str:
+    value = str(table.get(key, default))
+    if value not in allowed:
+        raise ConfigError(f"{where}.{key} is '{value}'; use one of: {', '.join(allowed)}.")
+    return value
+
+
+def _model_spec(key: str, table: dict[str, Any], path: Path) -> ModelSpec:
+    where = f"[models.{key}] in {path}"
+    repo = str(table.get("repo", "")).strip()
+    if repo.count("/") != 1:
+        raise ConfigError(f'{where} needs repo = "org/name".')
+    kind = _choice(table, "kind", MODEL_KINDS, "nemo-asr", f"[models.{key}]")
+    spec = ModelSpec(
+        key=key,
+        repo=repo,
+        revision=str(table.get("revision", "")).strip(),
+        kind=kind,  # type: ignore[arg-type]
+        llm_repo=str(table.get("llm_repo", "")).strip(),
+        llm_revision=str(table.get("llm_revision", "")).strip(),
+    )
+    for name, value in (("revision", spec.revision), ("llm_revision", spec.llm_revision)):
+        if value and not COMMIT_RE.match(value):
+            raise ConfigError(
+                f"{where}: {name} '{value}' is not a full 40-character commit id; "
+                "leave it empty to pin the current main on the next export."
+            )
+    if spec.kind == "salm" and spec.llm_repo.count("/") != 1:
+        raise ConfigError(f'{where} is a salm model and needs llm_repo = "org/name".')
+    return spec
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
+    config_path = config_path_from_env(path)
+    document = _read_document(config_path).unwrap()
+    runtime = document.get("runtime", {})
+    app = document.get("app", {})
+    transcription = document.get("transcription", {})
+    models_dir = Path(str(document.get("models_dir", "local_models"))).expanduser()
+    if not models_dir.is_absolute():
+        models_dir = config_path.parent / models_dir
+    models = {key: _model_spec(key, table, config_path) for key, table in document.get("models", {}).items()}
+    verify = _choice(runtime, "verify_on_load", ("quick", "full"), "quick", "[runtime]")
+    return AppConfig(
+        path=config_path,
+        models_dir=models_dir.resolve(),
+        models=models,
+        runtime=RuntimeOptions(
+            device=_choice(runtime, "device", DEVICES, "auto", "[runtime]"),
+            dtype=_choice(runtime, "dtype", DTYPES, "auto", "[runtime]"),
+            keep_all_loaded=bool(runtime.get("keep_all_loaded", False)),
+            verify_on_load=verify,  # type: ignore[arg-type]
+        ),
+        app=AppOptions(
+            host=str(app.get("host", "127.0.0.1")),
+            port=int(app.get("port", 7860)),
+            max_upload_mb=int(app.get("max_upload_mb", 2048)),
+        ),
+        max_audio_minutes=float(transcription.get("max_audio_minutes", 180)),
+    )
+
+
+def write_pin(config_path: Path, key: str, revision: str, llm_revision: str | None = None) -> None:
+    """Move one model's pin in config.toml, keeping every comment and all other text as it was."""
+    if not COMMIT_RE.match(revision) or (llm_revision is not None and not COMMIT_RE.match(llm_revision)):
+        raise ValueError("a pin must be a full 40-character commit id")
+    document = _read_document(config_path)
+    table = document["models"][key]  # type: ignore[index]
+    table["revision"] = revision  # type: ignore[index]
+    if llm_revision is not None:
+        table["llm_revision"] = llm_revision  # type: ignore[index]
+    temporary = config_path.with_name(f".{config_path.name}.tmp")
+    temporary.write_text(tomlkit.dumps(document), encoding="utf-8")
+    os.replace(temporary, config_path)

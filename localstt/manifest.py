@@ -1,0 +1,194 @@
+"""What an export holds (manifest.json) and the checks that decide whether it may be loaded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from localstt.config import DEFAULT_CONFIG_PATH, ModelSpec
+
+MANIFEST_NAME = "manifest.json"
+STAMPS_NAME = ".verified.json"
+MANIFEST_FORMAT = 1
+HASH_CHUNK = 8 * 1024 * 1024
+
+VerifyMode = Literal["size", "quick", "full"]
+
+
+class ExportError(RuntimeError):
+    """An export is missing, stale or damaged. The message names the command that fixes it."""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str
+    size: int
+    sha256: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    key: str
+    kind: str
+    repo: str
+    revision: str
+    files: tuple[FileRecord, ...]
+    llm_repo: str = ""
+    llm_revision: str = ""
+    exported_at: str = ""
+    tools: dict[str, str] = field(default_factory=dict)
+    format: int = MANIFEST_FORMAT
+
+    @property
+    def total_size(self) -> int:
+        return sum(record.size for record in self.files)
+
+    def matches(self, spec: ModelSpec) -> bool:
+        return (
+            self.repo == spec.repo
+            and self.revision == spec.revision
+            and self.kind == spec.kind
+            and self.llm_repo == spec.llm_repo
+            and self.llm_revision == spec.llm_revision
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data: dict[str, Any] = json.loads(text)
+        data["files"] = tuple(FileRecord(**record) for record in data["files"])
+        return cls(**data)
+
+
+def export_command(key: str, config_path: Path | None = None, *flags: str) -> str:
+    parts = ["uv run python export_models.py", *flags, key]
+    if config_path is not None and config_path.resolve() != DEFAULT_CONFIG_PATH:
+        parts.insert(1, f"--config {config_path}")
+    return " ".join(parts)
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+    return digest.hexdigest()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def read_manifest(export_dir: Path) -> Manifest | None:
+    try:
+        return Manifest.from_json((export_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def _stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+
+def record_verified(export_dir: Path, manifest: Manifest) -> None:
+    """Remember each file's size, mtime and inode as of a full sha256 check."""
+    stamps = {record.path: _stamp(export_dir / record.path) for record in manifest.files}
+    atomic_write_text(export_dir / STAMPS_NAME, json.dumps(stamps, indent=1) + "\n")
+
+
+def _verified_stamps(export_dir: Path) -> dict[str, list[int]]:
+    try:
+        return dict(json.loads((export_dir / STAMPS_NAME).read_text(encoding="utf-8")))
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    reason: str
+
+
+def find_problems(
+    export_dir: Path,
+    manifest: Manifest,
+    mode: VerifyMode,
+    on_bytes: Callable[[int], None] | None = None,
+) -> list[Problem]:
+    """Compare the files on disk with the manifest.
+
+    size:  every file present with its recorded size.
+    quick: size, plus a full sha256 of any file whose size, mtime or inode differ from the
+           stamp left by the last full check (so a file rewritten in place is re-hashed).
+    full:  size and sha256 of every file.
+    """
+    stamps = _verified_stamps(export_dir) if mode == "quick" else {}
+    problems: list[Problem] = []
+    for record in manifest.files:
+        path = export_dir / record.path
+        if not path.is_file():
+            problems.append(Problem(record.path, "missing"))
+            continue
+        size = path.stat().st_size
+        if size != record.size:
+            problems.append(Problem(record.path, f"size {size} bytes, expected {record.size}"))
+            continue
+        if mode == "size" or (mode == "quick" and stamps.get(record.path) == _stamp(path)):
+            continue
+        if sha256_file(path, on_bytes) != record.sha256:
+            problems.append(Problem(record.path, "sha256 differs from the hub's (corrupted)"))
+    return problems
+
+
+def check_export(
+    spec: ModelSpec,
+    export_dir: Path,
+    mode: VerifyMode,
+    config_path: Path | None = None,
+) -> Manifest:
+    """The manifest of an export that matches the pin and passes the check, or ExportError."""
+    fix = export_command(spec.key, config_path)
+    if not spec.is_pinned:
+        raise ExportError(f"{spec.key} has no pinned revision yet; run `{fix}` once to export it.")
+    manifest = read_manifest(export_dir)
+    if manifest is None:
+        raise ExportError(f"{spec.key} is not exported to {export_dir}; run `{fix}` once to export it.")
+    if not manifest.matches(spec):
+        raise ExportError(
+            f"{spec.key} on disk is {manifest.repo}@{manifest.revision[:12]} but config.toml pins "
+            f"{spec.repo}@{spec.short_revision}; run `{fix}` to export the pinned revision."
+        )
+    problems = find_problems(export_dir, manifest, mode)
+    if problems:
+        listed = "; ".join(f"{p.path}: {p.reason}" for p in problems)
+        repair = export_command(spec.key, config_path, "--repair")
+        raise ExportError(f"{spec.key} export is damaged ({listed}); run `{repair}` to download it again.")
+    if mode == "full":
+        record_verified(export_dir, manifest)
+    return manifest
