@@ -9,9 +9,12 @@ uv run python export_models.py --repair KEY    # download again whatever fails t
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # before huggingface_hub is imported
+
 import argparse
 import json
-import os
 import shutil
 import sys
 import time

@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-import httpx
+import httpx2
 from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import (
     GatedRepoError,
@@ -96,7 +96,7 @@ def explain(error: BaseException, repo: str, revision: str) -> HubError | None:
                 "The disk is full: free some space (or set models_dir in config.toml to a bigger "
                 "disk) and rerun; finished files are kept."
             )
-        if isinstance(cause, httpx.TransportError) or (status is not None and status >= 500):
+        if isinstance(cause, httpx2.TransportError) or (status is not None and status >= 500):
             what = f"HTTP {status}" if status else type(cause).__name__
             return HubError(
                 f"Could not download from {endpoint} ({what}): check the network connection "
@@ -116,7 +116,7 @@ def _is_transient(error: BaseException) -> bool:
             return False
         if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
             return False
-        if isinstance(cause, httpx.TransportError) or (status is not None and status >= 500):
+        if isinstance(cause, httpx2.TransportError) or (status is not None and status >= 500):
             return True
         if isinstance(cause, ConnectionError | TimeoutError):
             return True
@@ -128,7 +128,7 @@ def with_retries(action: Callable[[], T], describe: str, repo: str, revision: st
     for attempt in range(len(RETRY_DELAYS_S) + 1):
         try:
             return action()
-        except (HfHubHTTPError, LocalEntryNotFoundError, httpx.HTTPError, OSError) as error:
+        except (HfHubHTTPError, LocalEntryNotFoundError, httpx2.HTTPError, OSError) as error:
             if attempt < len(RETRY_DELAYS_S) and _is_transient(error):
                 delay = RETRY_DELAYS_S[attempt]
                 print(f"  {describe} failed ({type(error).__name__}); retrying in {delay:.0f} s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hubserver import HubServer, run_hub
@@ -13,3 +14,26 @@ def hub() -> Iterator[HubServer]:
     """A fake Hugging Face Hub on 127.0.0.1 (see tests/hubserver.py); pass ``endpoint=hub.endpoint``."""
     with run_hub() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def tiny_repo_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, bytes]]:
+    """Files of the three hub repos, made from tiny models of the real classes (built offline)."""
+    from store_env import NEMO_NAME, read_folder
+    from tiny_models import TINY_PARAKEET_NEMO, build_tiny_canary_repos
+
+    canary_dir, llm_dir = build_tiny_canary_repos(tmp_path_factory.mktemp("tiny-canary"))
+    return {
+        "parakeet": {NEMO_NAME: TINY_PARAKEET_NEMO.read_bytes()},
+        "canary": read_folder(canary_dir),
+        "llm": read_folder(llm_dir),
+    }
+
+
+@pytest.fixture
+def project(hub: HubServer, tiny_repo_files: dict[str, dict[str, bytes]], tmp_path: Path):  # noqa: ANN201
+    """A fresh config.toml (no pins yet) and empty local_models/, with the test hub seeded."""
+    from store_env import NEMO_NAME, make_project, seed_hub
+
+    seed_hub(hub, tiny_repo_files["parakeet"][NEMO_NAME], tiny_repo_files["canary"], tiny_repo_files["llm"])
+    return make_project(tmp_path / "project", hub)

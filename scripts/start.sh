@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets everything up and starts the app: Python environment, ffmpeg, the one-time model export
+# (a no-op with zero network requests once done), then the web app on http://127.0.0.1:7860.
+# Arguments go to transcribe_ui.py, e.g. scripts/start.sh --port 8000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+uv=$(bash scripts/ensure-uv.sh)
+bash scripts/install-system-packages.sh ffmpeg
+"$uv" sync --locked --no-dev
+if ! "$uv" run --no-dev python export_models.py; then
+  echo "Some models are not exported yet (see above); the app starts and shows what is missing." >&2
+fi
+exec "$uv" run --no-dev python transcribe_ui.py "$@"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets everything up and runs the test suite: system packages, the locked Python environment,
+# ruff, then pytest. Offline: tests talk only to servers they start on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+uv=$(bash scripts/install-system-packages.sh espeak-ng sox libsox-fmt-all ffmpeg chromium fonts-dejavu-core && bash scripts/ensure-uv.sh)
+"$uv" sync --locked
+"$uv" run ruff check .
+"$uv" run ruff format --check .
+exec "$uv" run pytest "$@"
