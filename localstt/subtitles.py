@@ -1,0 +1,321 @@
+"""Transcript writers (TXT, SRT, WebVTT, JSON) behind one interface, and the cue builder.
+
+Cues: at most ``max_lines`` lines of at most ``max_chars`` characters, broken at word
+boundaries into lines of even length; at most ``max_duration`` seconds; at least 0.7 s where the
+next cue leaves room; never overlapping; end > start. Times are whole milliseconds from the
+start, so what is written is exactly what was checked. A segment too long for one cue is split
+at words, timed by the word timestamps when the segment has them and otherwise by sharing the
+segment's time out in proportion to character counts.
+
+TXT: one paragraph per stretch of speech. Segments are joined with spaces, and a blank line
+starts a new paragraph after a pause of 2 s or more, or once a paragraph passes 600 characters.
+Lines are not hard-wrapped, so editors and word processors reflow them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import re
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from localstt.transcript import Segment, Transcript, Word
+
+MIN_CUE_SECONDS = 0.7
+PAUSE_BREAK_S = 1.5  # a pause this long between words always ends a cue
+PARAGRAPH_PAUSE_S = 2.0
+PARAGRAPH_CHARS = 600
+
+
+@dataclass(frozen=True)
+class Cue:
+    start_ms: int
+    end_ms: int
+    lines: tuple[str, ...]
+
+    @property
+    def start(self) -> float:
+        return self.start_ms / 1000
+
+    @property
+    def end(self) -> float:
+        return self.end_ms / 1000
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def build_cues(
+    transcript: Transcript, max_chars: int = 42, max_lines: int = 2, max_duration: float = 7.0
+) -> list[Cue]:
+    """The transcript as readable subtitle cues, in time order (see the module docstring)."""
+    if max_chars < 1 or max_lines < 1 or max_duration <= 0:
+        raise ValueError("max_chars, max_lines and max_duration must be positive")
+    raw: list[Cue] = []
+    for segment in sorted(transcript.segments, key=lambda s: (s.start, s.end)):
+        tokens = _tokens(segment, max_chars)
+        groups = _group(tokens, max_chars, max_lines, max_duration, None)
+        if len(groups) > 1:  # same number of cues with a more even share of the text
+            target = math.ceil(sum(len(t.text) + 1 for t in tokens) / len(groups))
+            even = _group(tokens, max_chars, max_lines, max_duration, target)
+            groups = even if len(even) == len(groups) else groups
+        for group in groups:
+            lines = wrap_balanced([t.text for t in group], max_chars, max_lines)
+            raw.append(Cue(_ms(group[0].start), _ms(group[-1].end), tuple(lines or ())))
+    return _fix_timing(raw, round(MIN_CUE_SECONDS * 1000), round(max_duration * 1000))
+
+
+def wrap_balanced(words: Sequence[str], max_chars: int, max_lines: int) -> list[str] | None:
+    """``words`` in at most ``max_lines`` lines whose longest is as short as possible.
+
+    None when they do not fit in ``max_lines`` lines of ``max_chars`` characters.
+    """
+    text = " ".join(words)
+    if len(text) <= max_chars:
+        return [text] if text else []
+    narrowest = max(max(len(w) for w in words), math.ceil((len(text) - max_lines + 1) / max_lines))
+    for width in range(narrowest, max_chars + 1):
+        lines = _greedy_lines(words, width)
+        if len(lines) <= max_lines:
+            return lines
+    return None
+
+
+class SubtitleWriter(ABC):
+    """Renders a Transcript as the text of one file type."""
+
+    extension: ClassVar[str]
+
+    @abstractmethod
+    def render(self, transcript: Transcript) -> str: ...
+
+
+@dataclass(frozen=True)
+class TxtWriter(SubtitleWriter):
+    extension: ClassVar[str] = "txt"
+
+    def render(self, transcript: Transcript) -> str:
+        paragraphs: list[list[str]] = []
+        size, previous_end = 0, 0.0
+        for segment in transcript.segments:
+            text = " ".join(segment.text.split())
+            if not text:
+                continue
+            if not paragraphs or segment.start - previous_end >= PARAGRAPH_PAUSE_S or size >= PARAGRAPH_CHARS:
+                paragraphs.append([])
+                size = 0
+            paragraphs[-1].append(text)
+            size += len(text) + 1
+            previous_end = segment.end
+        body = "\n\n".join(" ".join(p) for p in paragraphs) if paragraphs else transcript.text
+        body = body.strip()
+        return body + "\n" if body else ""
+
+
+@dataclass(frozen=True)
+class SrtWriter(SubtitleWriter):
+    extension: ClassVar[str] = "srt"
+    max_chars: int = 42
+    max_lines: int = 2
+    max_duration: float = 7.0
+
+    def render(self, transcript: Transcript) -> str:
+        cues = build_cues(transcript, self.max_chars, self.max_lines, self.max_duration)
+        return "\n".join(
+            f"{number}\n{format_timestamp(cue.start_ms, ',')} --> "
+            f"{format_timestamp(cue.end_ms, ',')}\n{cue.text.replace('-->', '->')}\n"
+            for number, cue in enumerate(cues, start=1)
+        )
+
+
+@dataclass(frozen=True)
+class VttWriter(SubtitleWriter):
+    extension: ClassVar[str] = "vtt"
+    max_chars: int = 42
+    max_lines: int = 2
+    max_duration: float = 7.0
+
+    def render(self, transcript: Transcript) -> str:
+        cues = build_cues(transcript, self.max_chars, self.max_lines, self.max_duration)
+        blocks = [
+            f"{format_timestamp(cue.start_ms, '.')} --> {format_timestamp(cue.end_ms, '.')}\n"
+            + cue.text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            + "\n"
+            for cue in cues
+        ]
+        return "\n".join(["WEBVTT\n", *blocks])
+
+
+@dataclass(frozen=True)
+class JsonWriter(SubtitleWriter):
+    """The whole Transcript, keys in the dataclasses' field order; read back by transcript_from_json."""
+
+    extension: ClassVar[str] = "json"
+
+    def render(self, transcript: Transcript) -> str:
+        return json.dumps(transcript.to_dict(), ensure_ascii=False, indent=2, default=_plain) + "\n"
+
+
+WRITERS: dict[str, SubtitleWriter] = {
+    writer.extension: writer for writer in (TxtWriter(), SrtWriter(), VttWriter(), JsonWriter())
+}
+
+
+def transcript_from_json(text: str) -> Transcript:
+    """The Transcript that JsonWriter rendered as ``text``."""
+    data: dict[str, Any] = json.loads(text)
+    segments = [
+        Segment(s["start"], s["end"], s["text"], tuple(Word(**w) for w in s.get("words", ())))
+        for s in data["segments"]
+    ]
+    return Transcript(**{**data, "segments": segments})
+
+
+def format_timestamp(ms: int, separator: str) -> str:
+    """``HH:MM:SS<separator>mmm``; hours grow past two digits when they must."""
+    hours, rest = divmod(max(0, ms), 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{separator}{millis:03d}"
+
+
+def write_outputs(transcript: Transcript, formats: Iterable[str], out_dir: Path, stem: str) -> list[Path]:
+    """Write ``stem.<ext>`` in ``out_dir`` for each format; return the paths, in order.
+
+    Each file is written to a temporary file and moved into place atomically. A different file
+    already at the name is never replaced: the next free ``stem-1.<ext>``, ``stem-2.<ext>``...
+    is used instead. A file with exactly the same content is left as it is and returned.
+    """
+    keys: list[str] = []
+    for name in formats:
+        key = name.strip().lower().lstrip(".")
+        if key not in WRITERS:
+            raise ValueError(f"Unknown output format {name!r}; choose from {', '.join(WRITERS)}.")
+        if key not in keys:
+            keys.append(key)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    safe_stem = re.sub(r'[\x00-\x1f<>:"/\\|?*]', "_", stem).strip(" .") or "transcript"
+    return [
+        _write_new_file(out_dir, safe_stem, key, WRITERS[key].render(transcript).encode("utf-8"))
+        for key in keys
+    ]
+
+
+def _write_new_file(out_dir: Path, stem: str, extension: str, data: bytes) -> Path:
+    temporary = out_dir / f".{stem}.{extension}.{secrets.token_hex(4)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    with os.fdopen(os.open(temporary, flags, 0o666), "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        for number in itertools.count():
+            target = out_dir / (f"{stem}.{extension}" if number == 0 else f"{stem}-{number}.{extension}")
+            if target.exists():
+                if target.is_file() and target.read_bytes() == data:
+                    return target
+                continue
+            try:
+                os.link(temporary, target)  # atomic, and fails rather than replace a new arrival
+            except FileExistsError:
+                continue
+            except OSError:  # no hard links on this file system (FAT, some network shares)
+                os.replace(temporary, target)
+            return target
+        raise AssertionError("unreachable")
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _tokens(segment: Segment, max_chars: int) -> list[Word]:
+    """The segment's words with times; a word longer than a line is cut into line-sized parts."""
+    if segment.words:
+        words = [Word(" ".join(w.text.split()), w.start, w.end) for w in segment.words if w.text.strip()]
+    else:
+        words = _spread(segment.text.split(), segment.start, segment.end)
+    tokens: list[Word] = []
+    for word in words:
+        if len(word.text) <= max_chars:
+            tokens.append(word)
+        else:
+            parts = [word.text[i : i + max_chars] for i in range(0, len(word.text), max_chars)]
+            tokens.extend(_spread(parts, word.start, word.end))
+    return tokens
+
+
+def _spread(texts: Sequence[str], start: float, end: float) -> list[Word]:
+    """Share ``start``..``end`` among ``texts`` in proportion to their length (plus a space)."""
+    total = sum(len(t) + 1 for t in texts)
+    span, words, cursor = max(0.0, end - start), [], 0
+    for text in texts:
+        begin = start + span * cursor / total
+        cursor += len(text) + 1
+        words.append(Word(text, begin, start + span * cursor / total))
+    return words
+
+
+def _group(
+    tokens: list[Word], max_chars: int, max_lines: int, max_duration: float, target: int | None
+) -> list[list[Word]]:
+    groups: list[list[Word]] = []
+    for token in tokens:
+        current = groups[-1] if groups else []
+        if current:
+            texts = [t.text for t in current]
+            if (
+                token.end - current[0].start > max_duration
+                or token.start - current[-1].end >= PAUSE_BREAK_S
+                or (target is not None and len(" ".join(texts)) >= target)
+                or len(_greedy_lines([*texts, token.text], max_chars)) > max_lines
+            ):
+                current = []
+        if not current:
+            groups.append(current)
+        current.append(token)
+    return groups
+
+
+def _greedy_lines(words: Sequence[str], width: int) -> list[str]:
+    lines: list[str] = []
+    for word in words:
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
+def _fix_timing(cues: list[Cue], min_ms: int, max_ms: int) -> list[Cue]:
+    """Clamp to max length, stretch towards min length where there is room, remove overlaps."""
+    cues = sorted(cues, key=lambda c: (c.start_ms, c.end_ms))
+    fixed: list[Cue] = []
+    for index, cue in enumerate(cues):
+        previous_end = fixed[-1].end_ms if fixed else 0
+        start = max(cue.start_ms, previous_end)
+        end = min(cue.end_ms, start + max_ms)
+        if end - start < min_ms:
+            following = cues[index + 1].start_ms if index + 1 < len(cues) else None
+            end = max(end, start + min_ms if following is None else min(start + min_ms, following))
+            start = max(previous_end, min(start, end - min_ms))
+        fixed.append(Cue(start, max(end, start + 1), cue.lines))
+    return fixed
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (np.float32 timings and the like) as the Python numbers they hold."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
