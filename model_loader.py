@@ -135,13 +135,16 @@ def _pick_device_and_dtype(config: AppConfig) -> tuple[str, Any]:
 
 
 def _load_nemo_asr(export_dir: Path, manifest: Manifest, device: str, dtype: Any) -> Any:
+    nemo_path = export_dir / next(r.path for r in manifest.files if r.path.endswith(".nemo"))
+    try:
+        with tarfile.open(nemo_path, "r:") as tar:
+            _safe_members(tar)
+    except tarfile.TarError as error:
+        raise LoadError(f"{nemo_path} is not a readable .nemo archive ({error}).") from None
     from nemo.collections.asr.models import ASRModel
     from nemo.utils import logging as nemo_logging
 
     nemo_logging.setLevel(nemo_logging.ERROR)
-    nemo_path = export_dir / next(r.path for r in manifest.files if r.path.endswith(".nemo"))
-    with tarfile.open(nemo_path, "r:") as tar:
-        _safe_members(tar)
     model = ASRModel.restore_from(
         str(nemo_path), map_location=device, save_restore_connector=_nemo_connector(nemo_path)
     )
@@ -150,14 +153,17 @@ def _load_nemo_asr(export_dir: Path, manifest: Manifest, device: str, dtype: Any
 
 
 def _check_safetensors_keys(folder: Path, model: Any) -> None:
+    """SALM loads with strict=False; make sure the file really covers the model (tied weights aside)."""
     from safetensors import safe_open
 
     file_keys: set[str] = set()
     for weights in sorted(folder.glob("*.safetensors")):
         with safe_open(str(weights), framework="pt") as handle:
             file_keys.update(handle.keys())
-    model_keys = set(model.state_dict())
-    missing, unexpected = model_keys - file_keys, file_keys - model_keys
+    state = model.state_dict()
+    loaded_storage = {state[key].data_ptr() for key in file_keys & set(state)}
+    missing = {key for key in set(state) - file_keys if state[key].data_ptr() not in loaded_storage}
+    unexpected = file_keys - set(state)
     if missing or unexpected:
         example = sorted(missing or unexpected)[0]
         raise LoadError(

@@ -37,3 +37,27 @@ def project(hub: HubServer, tiny_repo_files: dict[str, dict[str, bytes]], tmp_pa
 
     seed_hub(hub, tiny_repo_files["parakeet"][NEMO_NAME], tiny_repo_files["canary"], tiny_repo_files["llm"])
     return make_project(tmp_path / "project", hub)
+
+
+@pytest.fixture(scope="session")
+def exported_project(tiny_repo_files: dict[str, dict[str, bytes]], tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """Both tiny models exported once for the whole session, through the real export script."""
+    from store_env import NEMO_NAME, make_project, seed_hub
+
+    with run_hub() as server:
+        seed_hub(
+            server, tiny_repo_files["parakeet"][NEMO_NAME], tiny_repo_files["canary"], tiny_repo_files["llm"]
+        )
+        project = make_project(tmp_path_factory.mktemp("exported") / "project", server)
+        result = project.export()
+        assert result.returncode == 0, result.stderr
+        yield project
+
+
+@pytest.fixture(scope="session")
+def model_store(exported_project):  # noqa: ANN201
+    """A ModelStore in this process over the exported tiny models."""
+    import model_loader
+    from localstt.config import load_config
+
+    return model_loader.ModelStore(load_config(exported_project.config))

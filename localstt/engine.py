@@ -1,0 +1,263 @@
+"""The transcription engine: audio in, Transcript out. The CLI and the web app both call `transcribe`."""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from localstt.audio import DecodedAudio, decode_audio, split_at_quiet_points
+from localstt.transcript import Segment, Transcript, Word
+
+SAMPLE_RATE = 16000
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """Everything the caller can choose about one transcription."""
+
+    max_audio_minutes: float = 180.0
+    # Parakeet runs full attention up to this length, local attention beyond it.
+    full_attention_max_minutes: float = 24.0
+    parakeet_batch_size: int = 1
+    # Canary-Qwen reads at most about 40 s per prompt.
+    canary_window_seconds: float = 40.0
+    canary_batch_size: int = 8
+    canary_max_new_tokens: int = 320
+
+
+@dataclass(frozen=True)
+class LlmAnswer:
+    answer: str
+    thinking: str
+
+
+class EngineError(RuntimeError):
+    """Transcription failed in a way the user can act on; the message says how."""
+
+
+_model_locks: dict[int, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock_for(model: Any) -> threading.Lock:
+    """One GPU model is never run by two requests at once."""
+    with _locks_guard:
+        return _model_locks.setdefault(id(model), threading.Lock())
+
+
+def _autocast(device: str, dtype_name: str) -> Any:
+    import torch
+
+    if device == "cuda" and dtype_name in ("bfloat16", "float16"):
+        return torch.autocast("cuda", dtype=getattr(torch, dtype_name))
+    return nullcontext()
+
+
+@contextmanager
+def _local_attention(model: Any, enabled: bool) -> Iterator[None]:
+    """Switch Parakeet to local attention for long audio and always switch back, config included."""
+    if not enabled:
+        yield
+        return
+    from omegaconf import open_dict
+
+    encoder = model.encoder
+    attention = (encoder.self_attention_model, list(encoder.att_context_size))
+    chunking = encoder.subsampling_conv_chunking_factor
+    saved_cfg = copy.deepcopy(model.cfg.encoder)
+    model.change_attention_model("rel_pos_local_attn", [256, 256])
+    model.change_subsampling_conv_chunking_factor(1)
+    try:
+        yield
+    finally:
+        model.change_attention_model(attention[0], attention[1])
+        model.change_subsampling_conv_chunking_factor(chunking)
+        with open_dict(model.cfg):
+            model.cfg.encoder = saved_cfg
+
+
+def _parakeet_segments(hypothesis: Any, offset: float = 0.0) -> list[Segment]:
+    stamps = getattr(hypothesis, "timestamp", None) or {}
+    words = [
+        Word(str(w["word"]), round(float(w["start"]) + offset, 3), round(float(w["end"]) + offset, 3))
+        for w in stamps.get("word", [])
+    ]
+    segments: list[Segment] = []
+    for raw in stamps.get("segment", []):
+        start, end = float(raw["start"]) + offset, float(raw["end"]) + offset
+        inside = tuple(w for w in words if start - 1e-3 <= w.start and w.end <= end + 1e-3)
+        segments.append(Segment(round(start, 3), round(end, 3), str(raw["segment"]).strip(), inside))
+    if not segments and words:
+        segments.append(Segment(words[0].start, words[-1].end, " ".join(w.text for w in words), tuple(words)))
+    return segments
+
+
+def _transcribe_parakeet(
+    loaded: Any, audio: DecodedAudio, options: TranscribeOptions, progress: Progress
+) -> list[Segment]:
+    import torch
+
+    model = loaded.model
+    long_audio = audio.duration > options.full_attention_max_minutes * 60
+    progress(0.1, "local attention for long audio" if long_audio else "transcribing")
+    with (
+        _lock_for(model),
+        _local_attention(model, long_audio),
+        torch.inference_mode(),
+        _autocast(loaded.device, loaded.dtype),
+    ):
+        hypotheses = model.transcribe(
+            [audio.samples],
+            batch_size=options.parakeet_batch_size,
+            timestamps=True,
+            verbose=False,
+        )
+    hypothesis = hypotheses[0] if isinstance(hypotheses, list) else hypotheses[0][0]
+    segments = _parakeet_segments(hypothesis)
+    if not segments and str(hypothesis.text).strip():
+        segments = [Segment(0.0, round(audio.duration, 3), str(hypothesis.text).strip())]
+    return segments
+
+
+def _decode_ids(model: Any, ids: Any) -> str:
+    eos = model.text_eos_id
+    tokens = [int(t) for t in ids]
+    if eos in tokens:
+        tokens = tokens[: tokens.index(eos)]
+    text = model.tokenizer.ids_to_text(tokens)
+    return re.sub(r"<\|[^|>]*\|>", "", text).strip()
+
+
+def _generate(
+    model: Any, prompts: list[list[dict[str, Any]]], max_new_tokens: int, **audio: Any
+) -> list[str]:
+    ids = model.generate(prompts=prompts, max_new_tokens=max_new_tokens, **audio)
+    return [_decode_ids(model, row) for row in ids.cpu()]
+
+
+def _transcribe_canary(
+    loaded: Any, audio: DecodedAudio, options: TranscribeOptions, progress: Progress
+) -> list[Segment]:
+    import torch
+
+    model = loaded.model
+    windows = split_at_quiet_points(audio.samples, SAMPLE_RATE, options.canary_window_seconds)
+    prompt = [{"role": "user", "content": f"Transcribe the following: {model.audio_locator_tag}"}]
+    segments: list[Segment] = []
+    for first in range(0, len(windows), options.canary_batch_size):
+        batch = windows[first : first + options.canary_batch_size]
+        progress(
+            0.1 + 0.85 * first / len(windows), f"window {first + 1}-{first + len(batch)} of {len(windows)}"
+        )
+        lengths = [end - start for start, end in batch]
+        padded = np.zeros((len(batch), max(lengths)), dtype=np.float32)
+        for row, (start, end) in enumerate(batch):
+            padded[row, : end - start] = audio.samples[start:end]
+        with _lock_for(model), torch.inference_mode(), _autocast(loaded.device, loaded.dtype):
+            texts = _generate(
+                model,
+                [prompt] * len(batch),
+                options.canary_max_new_tokens,
+                audios=torch.from_numpy(padded).to(loaded.device),
+                audio_lens=torch.tensor(lengths, dtype=torch.long, device=loaded.device),
+            )
+        for (start, end), text in zip(batch, texts, strict=True):
+            if text:
+                segments.append(Segment(round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3), text))
+    return segments
+
+
+def transcribe(
+    audio: Path | DecodedAudio,
+    model_key: str,
+    options: TranscribeOptions,
+    store: Any,
+    progress: Progress | None = None,
+) -> Transcript:
+    """Transcribe one recording with the model `model_key` from `store` (a model_loader.ModelStore)."""
+    report: Progress = progress or (lambda fraction, message: None)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    if isinstance(audio, Path):
+        report(0.0, "reading audio")
+        decoded = decode_audio(audio, max_seconds=options.max_audio_minutes * 60)
+        source_name = audio.name
+    else:
+        decoded, source_name = audio, ""
+    timings["decode_s"] = time.perf_counter() - started
+    report(0.05, f"loading {model_key}")
+    mark = time.perf_counter()
+    loaded = store.load(model_key)
+    timings["load_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    try:
+        if loaded.spec.kind == "nemo-asr":
+            segments = _transcribe_parakeet(loaded, decoded, options, report)
+        else:
+            segments = _transcribe_canary(loaded, decoded, options, report)
+    except Exception as error:
+        if type(error).__name__ == "OutOfMemoryError":
+            raise EngineError(
+                "The GPU ran out of memory: close other GPU programs, or set keep_all_loaded = false "
+                "in config.toml, or use a shorter recording."
+            ) from error
+        raise
+    timings["transcribe_s"] = time.perf_counter() - mark
+    timings["total_s"] = time.perf_counter() - started
+    if decoded.duration > 0:
+        timings["rtfx"] = decoded.duration / max(timings["transcribe_s"], 1e-9)
+    report(1.0, "done")
+    return Transcript(
+        text=" ".join(segment.text for segment in segments).strip(),
+        segments=segments,
+        duration=round(decoded.duration, 3),
+        model_key=model_key,
+        revision=loaded.spec.revision,
+        timings={name: round(value, 4) for name, value in timings.items()},
+        source_name=source_name,
+    )
+
+
+def split_thinking(reply: str) -> LlmAnswer:
+    thinking = "\n".join(
+        part.strip() for part in re.findall(r"<think>(.*?)(?:</think>|$)", reply, flags=re.S)
+    )
+    answer = re.sub(r"<think>.*?(?:</think>|$)", "", reply, flags=re.S).strip()
+    return LlmAnswer(answer=answer, thinking=thinking.strip())
+
+
+def ask_llm(
+    store: Any, model_key: str, transcript_text: str, question: str, max_new_tokens: int = 512
+) -> LlmAnswer:
+    """Ask Canary-Qwen's language model (its speech adapter turned off) about a transcript."""
+    import torch
+
+    loaded = store.load(model_key)
+    if loaded.spec.kind != "salm":
+        raise EngineError(f"{model_key} has no language model to ask; pick a Canary-Qwen model.")
+    if not question.strip():
+        raise EngineError("Type a question first, for example: Summarise this transcript.")
+    model = loaded.model
+    prompt = [{"role": "user", "content": f"{question.strip()}\n\nTranscript:\n{transcript_text.strip()}"}]
+    with (
+        _lock_for(model),
+        torch.inference_mode(),
+        model.llm.disable_adapter(),
+        _autocast(loaded.device, loaded.dtype),
+    ):
+        ids = model.generate(prompts=[prompt], max_new_tokens=max_new_tokens)
+    eos = model.text_eos_id
+    tokens = [int(t) for t in ids[0].cpu()]
+    if eos in tokens:
+        tokens = tokens[: tokens.index(eos)]
+    return split_thinking(model.tokenizer.ids_to_text(tokens))

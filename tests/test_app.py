@@ -1,0 +1,142 @@
+"""The real web app, launched on 127.0.0.1 and used over HTTP (gradio_client) and in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+import srt
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from store_env import REPO_ROOT, Project
+from tiny_models import PHRASE_TXT, PHRASE_WAV
+
+PHRASE = PHRASE_TXT.read_text().strip()
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@dataclass
+class RunningApp:
+    url: str
+    process: subprocess.Popen[str]
+    upload_dir: Path
+    log: Path
+
+    def audio_left_behind(self) -> list[Path]:
+        return [p for p in self.upload_dir.rglob("*") if p.suffix in {".wav", ".flac", ".mp3", ".ogg"}]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(exported_project: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    workdir = tmp_path_factory.mktemp("app")
+    port = free_port()
+    log = workdir / "server.log"
+    env = exported_project.env(GRADIO_TEMP_DIR=str(workdir / "gradio"), GRADIO_ANALYTICS_ENABLED="False")
+    command = [sys.executable, str(REPO_ROOT / "transcribe_ui.py"), "--config", str(exported_project.config)]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env, text=True
+        )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        pytest.fail("the app did not start within 180 s:\n" + log.read_text())
+    yield RunningApp(url, process, workdir / "gradio", log)
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def transcribe_over_http(app: RunningApp, path: Path, formats: list[str]) -> tuple:
+    client = Client(app.url, verbose=False)
+    return client.predict([handle_file(str(path))], None, "parakeet", formats, api_name="/transcribe")
+
+
+def test_upload_transcribe_and_download_srt(app: RunningApp):
+    text, segments, downloads, status = transcribe_over_http(app, PHRASE_WAV, ["srt", "txt"])
+    assert text == PHRASE
+    assert segments["headers"] == ["file", "start", "end", "text"]
+    assert [row[3] for row in segments["data"]] == [PHRASE]
+    srt_path = next(Path(d) for d in downloads if str(d).endswith(".srt"))
+    cues = list(srt.parse(srt_path.read_text(encoding="utf-8")))
+    assert " ".join(c.content.replace("\n", " ") for c in cues) == PHRASE
+    assert "loaded on cpu" in status
+    assert app.audio_left_behind() == []  # the upload was deleted when the job ended
+
+
+def test_two_clients_at_once_get_their_own_results(app: RunningApp, tmp_path: Path):
+    speech, rate = sf.read(PHRASE_WAV, dtype="float32")
+    twice = tmp_path / "twice.wav"
+    sf.write(twice, np.concatenate([speech, np.zeros(rate, dtype=np.float32), speech]), rate)
+    with ThreadPoolExecutor(2) as pool:
+        one = pool.submit(transcribe_over_http, app, PHRASE_WAV, ["txt"])
+        two = pool.submit(transcribe_over_http, app, twice, ["txt"])
+        assert one.result(timeout=300)[0] == PHRASE
+        assert two.result(timeout=300)[0] == f"{PHRASE} {PHRASE}"
+
+
+def test_bad_upload_gets_a_clear_message_and_the_app_keeps_serving(app: RunningApp, tmp_path: Path):
+    fake = tmp_path / "recording.wav"
+    fake.write_text("this is not a recording\n" * 50)
+    with pytest.raises(AppError) as caught:
+        transcribe_over_http(app, fake, ["txt"])
+    assert "not an audio file" in str(caught.value)
+    assert "Traceback" not in str(caught.value)
+    assert transcribe_over_http(app, PHRASE_WAV, ["txt"])[0] == PHRASE
+    assert app.process.poll() is None
+
+
+def test_in_a_real_browser(app: RunningApp):
+    from playwright.sync_api import expect, sync_playwright
+
+    assert os.path.exists(CHROMIUM), "chromium is installed by scripts/test.sh"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app.url)
+        page.locator("input[type=file]").first.set_input_files(str(PHRASE_WAV))
+        page.get_by_role("button", name="Transcribe", exact=True).click()
+        expect(page.locator("#transcript textarea")).to_have_value(PHRASE, timeout=120_000)
+        cells = page.locator("#segments").get_by_role("row").nth(1).get_by_role("gridcell")
+        expect(cells).to_have_text(
+            ["phrase.wav", "0:00.000", re.compile(r"0:0\d\.\d{3}"), PHRASE], timeout=30_000
+        )
+        expect(page.get_by_text("loaded on cpu")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
+        browser.close()
+    assert (ARTIFACTS / "app.png").stat().st_size > 10_000

@@ -1,0 +1,183 @@
+"""The engine on the exported tiny models: real audio in many formats, long audio, bad input, outputs."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import srt
+import webvtt
+from tiny_models import PHRASE_TXT, PHRASE_WAV
+
+from localstt.audio import AudioError
+from localstt.engine import TranscribeOptions, split_thinking, transcribe
+from localstt.subtitles import write_outputs
+
+PHRASE = PHRASE_TXT.read_text().strip()
+OPTIONS = TranscribeOptions()
+
+
+def convert(tmp_path: Path, name: str, *sox_args: str) -> Path:
+    out = tmp_path / name
+    if out.suffix == ".mp3":
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-i", str(PHRASE_WAV), "-ar", "44100", "-b:a", "192k", str(out)],
+            check=True,
+        )
+    else:
+        subprocess.run(["sox", str(PHRASE_WAV), *sox_args, str(out)], check=True)
+    return out
+
+
+VARIANTS = {
+    "16k-mono.wav": ("-r", "16000", "-c", "1"),
+    "44k1-stereo.wav": ("-r", "44100", "-c", "2"),
+    "48k-stereo.wav": ("-r", "48000", "-c", "2"),
+    "8bit.wav": ("-b", "8", "-e", "unsigned-integer"),
+    "24bit.wav": ("-b", "24", "-r", "22050"),
+    "float32.wav": ("-e", "floating-point", "-b", "32", "-r", "32000"),
+    "phrase.mp3": (),
+    "phrase.ogg": ("-r", "48000", "-c", "2"),
+    "phrase.flac": ("-r", "44100"),
+}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_parakeet_gives_the_phrase_from_every_format(model_store, tmp_path, name):
+    path = convert(tmp_path, name, *VARIANTS[name])
+    transcript = transcribe(path, "parakeet", OPTIONS, model_store)
+    assert transcript.text == PHRASE
+    assert transcript.source_name == name
+    words = transcript.words
+    assert " ".join(w.text for w in words) == PHRASE
+    assert all(a.start <= b.start for a, b in zip(words, words[1:], strict=False))
+    assert words[0].start >= 0 and words[-1].end <= transcript.duration
+    assert transcript.revision == model_store.config.model("parakeet").revision
+
+
+def long_recording(tmp_path: Path, repeats: int) -> Path:
+    """The phrase `repeats` times with 1 s of silence after each: several minutes of real speech."""
+    speech, rate = sf.read(PHRASE_WAV, dtype="float32")
+    one = np.concatenate([speech, np.zeros(rate, dtype=np.float32)])
+    path = tmp_path / "long.flac"
+    sf.write(path, np.tile(one, repeats), rate)
+    return path
+
+
+def test_parakeet_long_audio_uses_local_attention_and_restores_the_model(model_store, tmp_path):
+    path = long_recording(tmp_path, 40)
+    messages: list[str] = []
+    options = TranscribeOptions(full_attention_max_minutes=1.0)
+    transcript = transcribe(path, "parakeet", options, model_store, lambda f, m: messages.append(m))
+    assert transcript.duration == pytest.approx(sf.info(path).duration, abs=0.01)
+    assert transcript.duration > 170
+    assert "local attention for long audio" in messages
+    assert len(transcript.segments) == 40
+    starts = [s.start for s in transcript.segments]
+    assert starts == sorted(starts)
+    assert all(s.end > s.start for s in transcript.segments)
+    assert all(a.end <= b.start for a, b in zip(transcript.segments, transcript.segments[1:], strict=False))
+    one = sf.info(PHRASE_WAV).duration + 1.0
+    for index, segment in enumerate(transcript.segments):  # each phrase found where it was spoken
+        assert index * one - 0.5 <= segment.start <= index * one + 1.0
+    assert transcript.segments[-1].end >= transcript.duration - 2.5
+    assert transcript.text.count(PHRASE) >= 30
+
+    model = model_store.load("parakeet").model
+    assert model.encoder.self_attention_model == "rel_pos"
+    assert list(model.encoder.att_context_size) == [-1, -1]
+    assert model.cfg.encoder.self_attention_model == "rel_pos"
+    assert transcribe(PHRASE_WAV, "parakeet", OPTIONS, model_store).text == PHRASE
+
+
+def test_canary_long_audio_is_cut_into_windows_of_at_most_40_seconds(model_store, tmp_path):
+    path = long_recording(tmp_path, 40)
+    messages: list[str] = []
+    options = TranscribeOptions(canary_max_new_tokens=12)  # the tiny LLM's words are random; keep it short
+    transcript = transcribe(path, "canary-qwen", options, model_store, lambda f, m: messages.append(m))
+    windows = math.ceil(transcript.duration / 40)
+    assert f"window 1-{len(transcript.segments)} of {len(transcript.segments)}" in messages
+    assert len(transcript.segments) >= windows
+    assert transcript.segments[0].start == 0.0
+    assert transcript.segments[-1].end == pytest.approx(transcript.duration, abs=0.01)
+    for a, b in zip(transcript.segments, transcript.segments[1:], strict=False):
+        assert a.end == b.start  # contiguous windows: nothing dropped, nothing read twice
+    assert all(0 < s.end - s.start <= 40.0 for s in transcript.segments)
+    assert transcript.model_key == "canary-qwen"
+
+
+BAD_INPUTS = {
+    "empty.wav": (b"", "is empty"),
+    "notes.wav": (b"These are my meeting notes, not a recording.\n" * 20, "not an audio file"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_gets_one_clear_sentence_and_the_next_request_works(model_store, tmp_path, name):
+    data, expected = BAD_INPUTS[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(AudioError, match=expected) as caught:
+        transcribe(path, "parakeet", OPTIONS, model_store)
+    assert "\n" not in str(caught.value)
+    assert transcribe(PHRASE_WAV, "parakeet", OPTIONS, model_store).text == PHRASE
+
+
+def test_silence_and_nan_are_refused(model_store, tmp_path):
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(32000, dtype=np.float32), 16000)
+    with pytest.raises(AudioError, match="appears to be silent"):
+        transcribe(silent, "parakeet", OPTIONS, model_store)
+    broken = tmp_path / "nan.wav"
+    samples = np.full(32000, 0.1, dtype=np.float32)
+    samples[100] = np.nan
+    sf.write(broken, samples, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN or infinite"):
+        transcribe(broken, "parakeet", OPTIONS, model_store)
+
+
+def test_too_long_is_refused_with_the_setting_to_change(model_store, tmp_path):
+    path = long_recording(tmp_path, 20)
+    with pytest.raises(AudioError, match="max_audio_minutes"):
+        transcribe(path, "parakeet", TranscribeOptions(max_audio_minutes=0.5), model_store)
+
+
+def vtt_seconds(stamp: str) -> float:
+    hours, minutes, seconds = stamp.split(":")
+    return round(int(hours) * 3600 + int(minutes) * 60 + float(seconds), 3)
+
+
+def test_srt_and_vtt_parse_back_to_the_same_cues(model_store, tmp_path):
+    transcript = transcribe(long_recording(tmp_path, 3), "parakeet", OPTIONS, model_store)
+    paths = {p.suffix: p for p in write_outputs(transcript, ["srt", "vtt", "txt", "json"], tmp_path, "out")}
+    subtitles = list(srt.parse(paths[".srt"].read_text(encoding="utf-8")))
+    captions = webvtt.read(str(paths[".vtt"]))
+    assert [s.content for s in subtitles] == [c.text for c in captions]
+    assert [(s.start.total_seconds(), s.end.total_seconds()) for s in subtitles] == [
+        (vtt_seconds(c.start), vtt_seconds(c.end)) for c in captions
+    ]
+    assert " ".join(s.content.replace("\n", " ") for s in subtitles) == transcript.text
+    assert subtitles[0].start.total_seconds() == transcript.words[0].start
+    assert all(len(line) <= 42 for s in subtitles for line in s.content.splitlines())
+    assert paths[".txt"].read_text(encoding="utf-8").split() == transcript.text.split()
+
+
+def test_thinking_is_shown_apart_from_the_answer():
+    answer = split_thinking("<think>The user wants a summary.</think>\n\nA fox jumps over a dog.")
+    assert answer.answer == "A fox jumps over a dog."
+    assert answer.thinking == "The user wants a summary."
+    assert split_thinking("Plain answer.").thinking == ""
+
+
+def test_ffmpeg_is_used_for_m4a(model_store, tmp_path):
+    assert shutil.which("ffmpeg"), "ffmpeg is installed by scripts/test.sh"
+    path = tmp_path / "phone.m4a"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(PHRASE_WAV), "-c:a", "aac", "-b:a", "128k", str(path)], check=True
+    )
+    assert transcribe(path, "parakeet", OPTIONS, model_store).text == PHRASE
