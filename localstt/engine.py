@@ -247,17 +247,21 @@ def ask_llm(
         raise EngineError(f"{model_key} has no language model to ask; pick a Canary-Qwen model.")
     if not question.strip():
         raise EngineError("Type a question first, for example: Summarise this transcript.")
+    from nemo.collections.common.prompts import PromptFormatter
+
     model = loaded.model
-    prompt = [{"role": "user", "content": f"{question.strip()}\n\nTranscript:\n{transcript_text.strip()}"}]
+    turns = [{"role": "user", "content": f"{question.strip()}\n\nTranscript:\n{transcript_text.strip()}"}]
+    formatter = PromptFormatter.resolve(model.cfg.prompt_format)(model.tokenizer)
+    prompt_ids = torch.as_tensor(formatter.encode_dialog(turns=turns)["input_ids"]).unsqueeze(0)
     with (
         _lock_for(model),
         torch.inference_mode(),
         model.llm.disable_adapter(),
         _autocast(loaded.device, loaded.dtype),
     ):
-        ids = model.generate(prompts=[prompt], max_new_tokens=max_new_tokens)
-    eos = model.text_eos_id
-    tokens = [int(t) for t in ids[0].cpu()]
-    if eos in tokens:
-        tokens = tokens[: tokens.index(eos)]
-    return split_thinking(model.tokenizer.ids_to_text(tokens))
+        ids = model.generate(prompts=prompt_ids.to(loaded.device), max_new_tokens=max_new_tokens)
+    # Text-only generation returns the prompt followed by the reply.
+    reply = [int(t) for t in ids[0, prompt_ids.shape[1] :].cpu()]
+    if model.text_eos_id in reply:
+        reply = reply[: reply.index(model.text_eos_id)]
+    return split_thinking(model.tokenizer.ids_to_text(reply))

@@ -15,7 +15,7 @@ import webvtt
 from tiny_models import PHRASE_TXT, PHRASE_WAV
 
 from localstt.audio import AudioError
-from localstt.engine import TranscribeOptions, split_thinking, transcribe
+from localstt.engine import EngineError, TranscribeOptions, ask_llm, split_thinking, transcribe
 from localstt.subtitles import write_outputs
 
 PHRASE = PHRASE_TXT.read_text().strip()
@@ -181,3 +181,29 @@ def test_ffmpeg_is_used_for_m4a(model_store, tmp_path):
         ["ffmpeg", "-v", "error", "-i", str(PHRASE_WAV), "-c:a", "aac", "-b:a", "128k", str(path)], check=True
     )
     assert transcribe(path, "parakeet", OPTIONS, model_store).text == PHRASE
+
+
+def test_llm_question_returns_only_the_reply(model_store):
+    loaded = model_store.load("canary-qwen")
+    model = loaded.model
+    answer = ask_llm(model_store, "canary-qwen", PHRASE, "Summarise this transcript.", max_new_tokens=6)
+    # The reply is what the LLM generates after the prompt, with the LoRA adapter disabled.
+    import torch
+    from nemo.collections.common.prompts import PromptFormatter
+
+    turns = [{"role": "user", "content": f"Summarise this transcript.\n\nTranscript:\n{PHRASE}"}]
+    prompt = torch.as_tensor(
+        PromptFormatter.resolve(model.cfg.prompt_format)(model.tokenizer).encode_dialog(turns=turns)[
+            "input_ids"
+        ]
+    )
+    with torch.inference_mode(), model.llm.disable_adapter():
+        full = model.generate(prompts=prompt.unsqueeze(0), max_new_tokens=6)[0].tolist()
+    assert full[: len(prompt)] == prompt.tolist()
+    new = full[len(prompt) :]
+    if model.text_eos_id in new:
+        new = new[: new.index(model.text_eos_id)]
+    assert answer == split_thinking(model.tokenizer.ids_to_text(new))
+    assert "Summarise this transcript" not in answer.answer
+    with pytest.raises(EngineError, match="no language model"):
+        ask_llm(model_store, "parakeet", PHRASE, "Summarise.")
