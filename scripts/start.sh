@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 uv=$(bash scripts/ensure-uv.sh)
 bash scripts/install-system-packages.sh ffmpeg
-"$uv" sync --locked --no-dev
-if ! "$uv" run --no-dev python export_models.py; then
+"$uv" sync --locked --no-dev --compile-bytecode  # bytecode: NeMo starts ~15 s faster
+if ! "$uv" run --no-sync python export_models.py; then
   echo "Some models are not exported yet (see above); the app starts and shows what is missing." >&2
 fi
-exec "$uv" run --no-dev python transcribe_ui.py "$@"
+exec "$uv" run --no-sync python transcribe_ui.py "$@"

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 uv=$(bash scripts/install-system-packages.sh espeak-ng sox libsox-fmt-all ffmpeg chromium fonts-dejavu-core && bash scripts/ensure-uv.sh)
-"$uv" sync --locked
-"$uv" run ruff check .
-"$uv" run ruff format --check .
-exec "$uv" run pytest "$@"
+"$uv" sync --locked --compile-bytecode  # bytecode: each NeMo process starts ~15 s faster
+"$uv" run --no-sync ruff check .
+"$uv" run --no-sync ruff format --check .
+exec "$uv" run --no-sync pytest "$@"
