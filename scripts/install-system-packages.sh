@@ -18,6 +18,6 @@ fi
 if ! command -v apt-get >/dev/null; then
   echo "note: not a Debian-like system; please install: ${missing[*]}" >&2; exit 0
 fi
-echo "installing system packages: ${missing[*]}"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "installing system packages: ${missing[*]}" >&2
+$sudo apt-get update -qq >&2
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

@@ -3,7 +3,8 @@
 # ruff, then pytest. Offline: tests talk only to servers they start on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-uv=$(bash scripts/install-system-packages.sh espeak-ng sox libsox-fmt-all ffmpeg chromium fonts-dejavu-core && bash scripts/ensure-uv.sh)
+bash scripts/install-system-packages.sh espeak-ng sox libsox-fmt-all ffmpeg chromium fonts-dejavu-core
+uv=$(bash scripts/ensure-uv.sh)
 "$uv" sync --locked --compile-bytecode  # bytecode: each NeMo process starts ~15 s faster
 "$uv" run --no-sync ruff check .
 "$uv" run --no-sync ruff format --check .
