@@ -20,4 +20,4 @@ if ! command -v apt-get >/dev/null; then
 fi
 echo "installing system packages: ${missing[*]}" >&2
 $sudo apt-get update -qq >&2
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
