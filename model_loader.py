@@ -16,12 +16,11 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("NEMO_TELEMETRY", "0")
 
 import gc  # noqa: E402
-import tarfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from pathlib import Path, PurePosixPath  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from localstt.config import AppConfig, ModelSpec, load_config  # noqa: E402
@@ -34,15 +33,17 @@ from localstt.manifest import (  # noqa: E402
     human_size,
     read_manifest,
 )
+from localstt.nemo_archive import (  # noqa: E402
+    LoadError,
+    NemoLayout,
+    connector,
+    fast_path_problem,
+    read_layout,
+    unpacked_folder,
+)
 
 if "huggingface_hub" in sys.modules:  # imported before us (e.g. by a test harness): force offline too
     sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
-
-WEIGHTS_MEMBER = "model_weights.ckpt"
-
-
-class LoadError(RuntimeError):
-    """A model cannot be loaded; the message says why and what to run."""
 
 
 @dataclass
@@ -54,6 +55,7 @@ class LoadedModel:
     dtype: str
     seconds: float
     export_dir: Path
+    method: str = ""  # how the weights were read: "mapped", "plain" or "safetensors"
 
 
 @dataclass(frozen=True)
@@ -66,49 +68,6 @@ class ModelStatus:
     loaded: bool
     device: str
     message: str
-
-
-def _safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
-    """Members of a .nemo, refusing anything that could land outside the folder it is unpacked into."""
-    members = tar.getmembers()
-    for member in members:
-        path = PurePosixPath(member.name)
-        if path.is_absolute() or ".." in path.parts:
-            raise LoadError(f"Refusing {tar.name}: member '{member.name}' points outside the archive.")
-        if not (member.isfile() or member.isdir()):
-            raise LoadError(f"Refusing {tar.name}: member '{member.name}' is a link or device, not a file.")
-    return members
-
-
-def _nemo_connector(nemo_path: Path) -> Any:
-    """A SaveRestoreConnector that unpacks only the small files and reads the weights from the tar.
-
-    NeMo's default untars the whole multi-GB archive into a temp folder on every load.
-    """
-    import torch
-    from nemo.core.connectors.save_restore_connector import SaveRestoreConnector
-
-    class VerifiedNemoConnector(SaveRestoreConnector):
-        def _unpack_nemo_file(self, path2file: str, out_folder: str, members: Any = None) -> str:
-            with tarfile.open(path2file, "r:") as tar:
-                small = [
-                    m
-                    for m in _safe_members(tar)
-                    if m.isfile() and PurePosixPath(m.name).name != WEIGHTS_MEMBER
-                ]
-                tar.extractall(out_folder, members=small, filter="data")
-            return out_folder
-
-        def _load_state_dict_from_disk(self, model_weights: str, map_location: Any = "cpu") -> Any:
-            with tarfile.open(nemo_path, "r:") as tar:
-                weights = [m for m in _safe_members(tar) if PurePosixPath(m.name).name == WEIGHTS_MEMBER]
-                if len(weights) != 1:
-                    raise LoadError(f"{nemo_path} holds {len(weights)} weight files; expected one.")
-                handle = tar.extractfile(weights[0])
-                assert handle is not None
-                return torch.load(handle, map_location=map_location, weights_only=True)
-
-    return VerifiedNemoConnector()
 
 
 def _pick_device_and_dtype(config: AppConfig) -> tuple[str, Any]:
@@ -134,22 +93,36 @@ def _pick_device_and_dtype(config: AppConfig) -> tuple[str, Any]:
     return device, torch.float32
 
 
-def _load_nemo_asr(export_dir: Path, manifest: Manifest, device: str, dtype: Any) -> Any:
-    nemo_path = export_dir / next(r.path for r in manifest.files if r.path.endswith(".nemo"))
-    try:
-        with tarfile.open(nemo_path, "r:") as tar:
-            _safe_members(tar)
-    except tarfile.TarError as error:
-        raise LoadError(f"{nemo_path} is not a readable .nemo archive ({error}).") from None
+def _restore(layout: NemoLayout, folder: Path, fast: bool, device: str) -> Any:
     from nemo.collections.asr.models import ASRModel
     from nemo.utils import logging as nemo_logging
 
     nemo_logging.setLevel(nemo_logging.ERROR)
     model = ASRModel.restore_from(
-        str(nemo_path), map_location=device, save_restore_connector=_nemo_connector(nemo_path)
+        str(layout.path), map_location=device, save_restore_connector=connector(layout, folder, fast)
     )
+    if device != "cpu":
+        model = model.to(device)
     # Weights stay float32; the engine runs inference under autocast in `dtype` on a GPU.
     return model.eval()
+
+
+def _load_nemo_asr(export_dir: Path, manifest: Manifest, device: str) -> tuple[Any, str]:
+    """Parakeet's .nemo, read in place: (model, "mapped" or "plain"). See localstt/nemo_archive.py."""
+    record = next(r for r in manifest.files if r.path.endswith(".nemo"))
+    layout = read_layout(export_dir / record.path)  # refuses links, absolute paths and ".."
+    problem = fast_path_problem(layout)
+    with unpacked_folder(layout, record.sha256) as folder:
+        if problem is None:
+            try:
+                return _restore(layout, folder, fast=True, device=device), "mapped"
+            except LoadError:
+                raise
+            except Exception as error:  # internals moved: the plain load gives the same model
+                problem = f"{type(error).__name__}: {error}"
+                gc.collect()
+        print(f"note: reading {layout.path.name} into memory ({problem})", file=sys.stderr, flush=True)
+        return _restore(layout, folder, fast=False, device=device), "plain"
 
 
 def _check_safetensors_keys(folder: Path, model: Any) -> None:
@@ -211,12 +184,12 @@ class ModelStore:
             device, dtype = _pick_device_and_dtype(self.config)
             started = time.perf_counter()
             if spec.kind == "nemo-asr":
-                model = _load_nemo_asr(export_dir, manifest, device, dtype)
+                model, method = _load_nemo_asr(export_dir, manifest, device)
             else:
-                model = _load_salm(export_dir, device, dtype)
+                model, method = _load_salm(export_dir, device, dtype), "safetensors"
             seconds = time.perf_counter() - started
             dtype_name = str(dtype).removeprefix("torch.")
-            loaded = LoadedModel(spec, manifest, model, device, dtype_name, seconds, export_dir)
+            loaded = LoadedModel(spec, manifest, model, device, dtype_name, seconds, export_dir, method)
             self._loaded[key] = loaded
             print(
                 f"{spec.display_name} @ {spec.short_revision} loaded from {export_dir} in {seconds:.1f} s "

@@ -1,0 +1,272 @@
+"""Loading a `.nemo` (an uncompressed tar) in place, without NeMo's per-load untar.
+
+NeMo's `restore_from` untars the whole archive (2.5 GB for Parakeet) into a temp folder on every
+load, builds the model with random weights, then reads a second full copy of the weights into memory.
+Here instead:
+
+* The small members (config yaml, tokenizer files; a few hundred KB) are unpacked **once** into a
+  hidden folder beside the archive (`.unpacked-<sha256>`), written under a temp name and renamed, with
+  each file's sha256 in `unpacked.json`. Later loads check those hashes and write nothing.
+* The model is built with its *parameters* on the `meta` device (no memory, no random init).
+* The weights are mapped straight out of the archive: the tar member's data is a torch zip at a
+  512-byte aligned offset, so the whole file is mmapped (private, copy-on-write: the archive is never
+  modified) and torch's weights-only unpickler is pointed at that window. The tensors are assigned
+  into the model (`load_state_dict(assign=True)`), so nothing is copied: pages are read on first use.
+
+That mapping uses torch internals (`torch.serialization._load`), so it only runs on torch versions
+whose internals were read (`TESTED_TORCH`); anything unexpected falls back to `plain` loading (the
+same unpacked folder, a normally built model and `torch.load(weights_only=True)` from the tar), which
+gives the same model, only slower.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+WEIGHTS_MEMBER = "model_weights.ckpt"
+UNPACKED_PREFIX = ".unpacked-"
+SIDECAR_NAME = "unpacked.json"
+TESTED_TORCH = ((2, 6), (2, 15))  # torch.serialization._load(overall_storage=..., weights_only=...)
+FAST_LOAD_ENV = "LOCALSTT_FAST_LOAD"  # "0": always load the plain way
+
+
+class LoadError(RuntimeError):
+    """A model cannot be loaded; the message says why and what to run."""
+
+
+class FastPathUnavailable(Exception):
+    """The mapped load cannot be used here; the plain load is used instead (same result)."""
+
+
+def safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """Members of a .nemo, refusing anything that could land outside the folder it is unpacked into."""
+    members = tar.getmembers()
+    for member in members:
+        path = PurePosixPath(member.name)
+        if path.is_absolute() or ".." in path.parts:
+            raise LoadError(f"Refusing {tar.name}: member '{member.name}' points outside the archive.")
+        if not (member.isfile() or member.isdir()):
+            raise LoadError(f"Refusing {tar.name}: member '{member.name}' is a link or device, not a file.")
+    return members
+
+
+@dataclass(frozen=True)
+class NemoLayout:
+    """Where things are inside one .nemo archive."""
+
+    path: Path
+    size: int
+    small: tuple[tarfile.TarInfo, ...]
+    weights: tarfile.TarInfo
+
+
+def read_layout(nemo_path: Path) -> NemoLayout:
+    try:
+        with tarfile.open(nemo_path, "r:") as tar:
+            members = safe_members(tar)
+    except tarfile.TarError as error:
+        raise LoadError(f"{nemo_path} is not a readable .nemo archive ({error}).") from None
+    weights = [m for m in members if m.isfile() and PurePosixPath(m.name).name == WEIGHTS_MEMBER]
+    if len(weights) != 1:
+        raise LoadError(f"{nemo_path} holds {len(weights)} weight files; expected one.")
+    small = tuple(m for m in members if m.isfile() and m is not weights[0])
+    return NemoLayout(nemo_path, nemo_path.stat().st_size, small, weights[0])
+
+
+def _relative(member: tarfile.TarInfo) -> str:
+    return PurePosixPath(*[p for p in PurePosixPath(member.name).parts if p != "."]).as_posix()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _is_valid_unpacked(folder: Path, layout: NemoLayout, nemo_sha256: str) -> bool:
+    try:
+        record = json.loads((folder / SIDECAR_NAME).read_text(encoding="utf-8"))
+        files: dict[str, dict[str, Any]] = record["files"]
+        if record["source_sha256"] != nemo_sha256 or set(files) != {_relative(m) for m in layout.small}:
+            return False
+        return all(
+            (folder / name).stat().st_size == meta["size"] and _sha256(folder / name) == meta["sha256"]
+            for name, meta in files.items()
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _unpack(layout: NemoLayout, nemo_sha256: str, folder: Path) -> None:
+    with tarfile.open(layout.path, "r:") as tar:
+        tar.extractall(folder, members=list(layout.small), filter="data")
+    files = {_relative(m): {"size": m.size, "sha256": _sha256(folder / _relative(m))} for m in layout.small}
+    record = {"source": layout.path.name, "source_sha256": nemo_sha256, "files": files}
+    (folder / SIDECAR_NAME).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
+@contextlib.contextmanager
+def unpacked_folder(layout: NemoLayout, nemo_sha256: str) -> Iterator[Path]:
+    """The archive's small members on disk: a verified folder beside the archive, unpacked once.
+
+    Only where that folder cannot be written (read-only export) are they unpacked into a temp folder
+    for the duration of the load.
+    """
+    folder = layout.path.parent / f"{UNPACKED_PREFIX}{nemo_sha256[:16]}"
+    if _is_valid_unpacked(folder, layout, nemo_sha256):
+        yield folder
+        return
+    staging = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        _unpack(layout, nemo_sha256, staging)
+        if folder.exists():  # damaged or stale: move it aside first, never rewrite it in place
+            trash = folder.with_name(f"{folder.name}.old-{os.getpid()}")
+            os.replace(folder, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        os.replace(staging, folder)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if _is_valid_unpacked(folder, layout, nemo_sha256):  # another process won the race
+            yield folder
+            return
+        with tempfile.TemporaryDirectory(prefix="localstt-nemo-") as temporary:
+            _unpack(layout, nemo_sha256, Path(temporary))
+            yield Path(temporary)
+        return
+    yield folder
+
+
+def _torch_version() -> tuple[int, int]:
+    import torch
+
+    major, minor = torch.__version__.split("+", 1)[0].split(".")[:2]
+    return int(major), int(minor)
+
+
+def fast_path_problem(layout: NemoLayout) -> str | None:
+    """Why the mapped load cannot be used for this archive with this torch, or None if it can."""
+    if os.environ.get(FAST_LOAD_ENV, "1") == "0":
+        return f"{FAST_LOAD_ENV}=0"
+    try:
+        import torch.serialization as serialization
+        from torch import _weights_only_unpickler  # noqa: F401
+    except ImportError as error:
+        return f"torch internals missing ({error})"
+    low, high = TESTED_TORCH
+    if not low <= _torch_version() <= high:
+        return f"torch {_torch_version()} is outside the versions whose loader internals were checked"
+    parameters = inspect.signature(serialization._load).parameters
+    if not {"overall_storage", "weights_only"} <= set(parameters):
+        return "torch.serialization._load has another signature"
+    member = layout.weights
+    if not member.isreg() or member.sparse is not None:
+        return "the weights are not a plain tar member"
+    if member.offset_data % 64 or member.offset_data + member.size > layout.size:
+        return "the weights are not aligned inside the archive"
+    return None
+
+
+def mapped_state_dict(layout: NemoLayout) -> dict[str, Any]:
+    """The state dict, its tensors mapped (read-only file, private mapping) out of the archive."""
+    import pickle
+
+    import torch
+    from torch import _weights_only_unpickler
+    from torch.serialization import _is_zipfile, _load, _open_zipfile_reader
+
+    whole = torch.UntypedStorage.from_file(str(layout.path), False, layout.size)
+    start = layout.weights.offset_data
+    window = whole[start : start + layout.weights.size]
+    with tarfile.open(layout.path, "r:") as tar:
+        handle = tar.extractfile(layout.weights)
+        if handle is None or not _is_zipfile(handle):
+            raise FastPathUnavailable("the weights are not a torch zip checkpoint")
+        try:
+            with _open_zipfile_reader(handle) as zip_file:
+                return _load(
+                    zip_file,
+                    "cpu",
+                    _weights_only_unpickler,
+                    overall_storage=window,
+                    weights_only=True,
+                    encoding="utf-8",
+                )
+        except pickle.UnpicklingError as error:
+            raise LoadError(f"{layout.path}: the weights hold more than tensors ({error}).") from None
+
+
+def read_state_dict(layout: NemoLayout, map_location: Any) -> dict[str, Any]:
+    """The state dict read into memory from the archive (the plain way), weights only."""
+    import torch
+
+    with tarfile.open(layout.path, "r:") as tar:
+        handle = tar.extractfile(layout.weights)
+        assert handle is not None
+        return torch.load(handle, map_location=map_location, weights_only=True)
+
+
+def meta_tensors(model: Any) -> list[str]:
+    named = [*model.named_parameters(), *model.named_buffers()]
+    return [name for name, tensor in named if tensor.is_meta]
+
+
+def rebuild_positional_encodings(model: Any) -> None:
+    """The encoders' positional tables are not in the checkpoint: build them again for real."""
+    for module in model.modules():
+        pos_enc = getattr(module, "pos_enc", None)
+        if pos_enc is None or not hasattr(module, "set_max_audio_length"):
+            continue
+        if getattr(pos_enc, "pe", None) is not None and pos_enc.pe.is_meta:
+            delattr(pos_enc, "pe")
+        module.set_max_audio_length(module.max_audio_length)
+
+
+def connector(layout: NemoLayout, folder: Path, fast: bool) -> Any:
+    """A SaveRestoreConnector for `restore_from` that reads `layout` from `folder` and the archive."""
+    from accelerate import init_empty_weights
+    from nemo.core.connectors.save_restore_connector import SaveRestoreConnector
+    from omegaconf import OmegaConf
+
+    class InPlaceNemoConnector(SaveRestoreConnector):
+        def load_config_and_state_dict(
+            self, calling_cls: Any, restore_path: str, *args: Any, **kwargs: Any
+        ) -> tuple[Any, Any, Any]:
+            conf = OmegaConf.load(folder / self.model_config_yaml)
+            conf = conf.model if "model" in conf else conf
+            OmegaConf.set_struct(conf, True)
+            calling_cls._set_model_restore_state(is_being_restored=True, folder=str(folder))
+            try:
+                if fast:
+                    state_dict = mapped_state_dict(layout)
+                    with init_empty_weights(include_buffers=False):
+                        instance = calling_cls.from_config_dict(config=conf)
+                else:
+                    instance = calling_cls.from_config_dict(config=conf)
+                    state_dict = read_state_dict(layout, "cpu")
+            except BaseException:
+                calling_cls._set_model_restore_state(is_being_restored=False)
+                raise
+            return conf, instance, state_dict
+
+        def load_instance_with_state_dict(self, instance: Any, state_dict: Any, strict: bool) -> None:
+            try:
+                instance.load_state_dict(state_dict, strict=True, assign=fast)
+                if fast:
+                    rebuild_positional_encodings(instance)
+                    if left := meta_tensors(instance):
+                        raise FastPathUnavailable(f"left on the meta device: {', '.join(left[:5])}")
+            finally:
+                instance._set_model_restore_state(is_being_restored=False)
+
+    return InPlaceNemoConnector()
