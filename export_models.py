@@ -15,6 +15,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # before huggingface_hub
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import time
@@ -84,36 +85,78 @@ def _staging_dir(config: AppConfig, spec: ModelSpec) -> Path:
     return config.models_dir / ".staging" / f"{spec.key}-{spec.short_revision}{suffix}"
 
 
+def _own_dirs(root: Path, key: str, suffix: str) -> list[Path]:
+    """Folders in `root` named `<key>-<suffix>` (not those of a key that merely starts like this one)."""
+    name = re.compile(rf"{re.escape(key)}-{suffix}")
+    return [p for p in root.iterdir() if name.fullmatch(p.name)] if root.is_dir() else []
+
+
 def _previous_dirs(config: AppConfig, key: str) -> list[Path]:
-    root = config.models_dir / ".previous"
-    return sorted(root.glob(f"{key}-*"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    found = _own_dirs(config.models_dir / ".previous", key, "([0-9a-f]{12}|x)")
+    return sorted(found, key=lambda p: p.stat().st_mtime)
 
 
-def _install(config: AppConfig, spec: ModelSpec, staging: Path) -> None:
-    """Swap a complete, verified staging folder into place; the superseded export goes last."""
+def _remove_export_tree(folder: Path) -> None:
+    """Delete a superseded or abandoned folder, manifest first, so a kill midway never leaves a
+    folder that _recover would take for a complete export."""
+    (folder / MANIFEST_NAME).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stale_staging(config: AppConfig, key: str) -> list[Path]:
+    return _own_dirs(config.models_dir / ".staging", key, "[0-9a-f]{12}(-[0-9a-f]{12})?")
+
+
+def _install(config: AppConfig, spec: ModelSpec, staging: Path, move_pin: bool) -> None:
+    """Swap a complete, verified staging folder into place; the superseded export goes last.
+
+    Every step is one rename (or the atomic rewrite of config.toml), ordered so that a process killed
+    between any two leaves either the old export matching the old pin, no export at all (which the
+    loader refuses with the command to run, and _recover undoes), or the new export matching the new
+    pin, never a pin that disagrees with the export on disk:
+
+    1. the current export moves aside to .previous/   (pin still old, no export)
+    2. config.toml gets the new pin                   (pin new, no export)
+    3. the staging folder becomes the export          (pin new, new export)
+    4. the superseded export and abandoned staging folders are removed, manifests first
+    """
     export_dir = config.models_dir / spec.key
-    if not export_dir.exists():
-        os.replace(staging, export_dir)
-        return
     old = read_manifest(export_dir)
-    previous = config.models_dir / ".previous" / f"{spec.key}-{(old.revision if old else 'x')[:12]}"
-    previous.parent.mkdir(parents=True, exist_ok=True)
-    if previous.exists():
-        shutil.rmtree(previous)
-    os.replace(export_dir, previous)
+    if export_dir.exists():
+        previous = config.models_dir / ".previous" / f"{spec.key}-{(old.revision if old else 'x')[:12]}"
+        previous.parent.mkdir(parents=True, exist_ok=True)
+        _remove_export_tree(previous)
+        os.replace(export_dir, previous)
+    if move_pin:
+        write_pin(config.path, spec.key, spec.revision, spec.llm_revision if spec.kind == "salm" else None)
+        print(f"{spec.key}: config.toml now pins {spec.short_revision}")
     os.replace(staging, export_dir)
-    shutil.rmtree(previous)
+    for leftover in [*_previous_dirs(config, spec.key), *_stale_staging(config, spec.key)]:
+        _remove_export_tree(leftover)
+    if (manifest := read_manifest(export_dir)) is not None:
+        # Removing the old export's hard links changed the files' ctime; they were hashed moments ago.
+        record_verified(export_dir, manifest)
     if old is not None and old.revision != spec.revision:
         print(f"{spec.key}: removed the superseded export at {old.revision[:12]}")
 
 
 def _recover(config: AppConfig, spec: ModelSpec) -> None:
-    """Finish a swap that a killed process left half done."""
+    """Finish or undo a swap that a killed process left half done."""
     export_dir = config.models_dir / spec.key
-    if spec.is_pinned and (_staging_dir(config, spec) / MANIFEST_NAME).is_file():
-        _install(config, spec, _staging_dir(config, spec))
-    elif not export_dir.exists() and (previous := _previous_dirs(config, spec.key)):
-        os.replace(previous[-1], export_dir)
+    staged = read_manifest(_staging_dir(config, spec)) if spec.is_pinned else None
+    if staged is not None and staged.matches(spec):  # killed after the pin moved: finish the swap
+        _install(config, spec, _staging_dir(config, spec), move_pin=False)
+        return
+    if export_dir.exists():  # a superseded export whose removal was cut short: finish removing it
+        for previous in _previous_dirs(config, spec.key):
+            _remove_export_tree(previous)
+        return
+    for previous in reversed(_previous_dirs(config, spec.key)):  # killed before the pin moved: undo
+        old = read_manifest(previous)
+        if old is not None and old.key == spec.key and not find_problems(previous, old, "size"):
+            os.replace(previous, export_dir)
+            print(f"{spec.key}: put back the export at {old.revision[:12]} that an interrupted run had moved")
+            return
 
 
 def _pin_to_main(config: AppConfig, spec: ModelSpec, api: HfApi) -> ModelSpec:
@@ -290,10 +333,7 @@ def _export_locked(config: AppConfig, key: str, update: bool, repair: bool) -> N
     )
     record_verified(staging, manifest)
     atomic_write_text(staging / MANIFEST_NAME, manifest.to_json())
-    if config.model(key) != spec:
-        write_pin(config.path, key, spec.revision, spec.llm_revision if spec.kind == "salm" else None)
-        print(f"{key}: config.toml now pins {spec.short_revision}")
-    _install(config, spec, staging)
+    _install(config, spec, staging, move_pin=config.model(key) != spec)
     print(
         f"{key}: exported {spec.repo} @ {spec.short_revision} ({human_size(manifest.total_size)}) "
         f"to {export_dir} in {time.monotonic() - started:.1f} s"

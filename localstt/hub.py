@@ -22,6 +22,7 @@ from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
     LocalEntryNotFoundError,
+    RemoteEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
@@ -85,6 +86,12 @@ def explain(error: BaseException, repo: str, revision: str) -> HubError | None:
             return HubError(
                 f"Revision {revision} does not exist in {repo}: fix the revision in config.toml "
                 "(a full commit id), or leave it empty to pin the current main."
+            )
+        if isinstance(cause, RemoteEntryNotFoundError):
+            return HubError(
+                f"{endpoint} listed a file of {repo}@{revision[:12]} but then answered HTTP 404 for it "
+                "(an incomplete mirror, or the revision is being rewritten): check HF_ENDPOINT, or "
+                "rerun later; finished files are kept."
             )
         if isinstance(cause, RepositoryNotFoundError):
             return HubError(

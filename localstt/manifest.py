@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -112,8 +113,10 @@ def read_manifest(export_dir: Path) -> Manifest | None:
 
 
 def _stamp(path: Path) -> list[int]:
+    """What changes when a file is replaced or rewritten. The ctime is in it because nobody can set it:
+    a file rewritten in place with its mtime put back (os.utime) still gets a new ctime."""
     stat = path.stat()
-    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns]
 
 
 def record_verified(export_dir: Path, manifest: Manifest) -> None:
@@ -140,13 +143,17 @@ def find_problems(
     manifest: Manifest,
     mode: VerifyMode,
     on_bytes: Callable[[int], None] | None = None,
+    verified: dict[str, list[int]] | None = None,
 ) -> list[Problem]:
     """Compare the files on disk with the manifest.
 
     size:  every file present with its recorded size.
-    quick: size, plus a full sha256 of any file whose size, mtime or inode differ from the
+    quick: size, plus a full sha256 of any file whose size, mtime, inode or ctime differ from the
            stamp left by the last full check (so a file rewritten in place is re-hashed).
     full:  size and sha256 of every file.
+
+    `verified` (quick and full) receives the stamp of each file known good: unchanged since its last
+    check, or hashed now and not touched while it was being hashed.
     """
     stamps = _verified_stamps(export_dir) if mode == "quick" else {}
     problems: list[Problem] = []
@@ -155,14 +162,20 @@ def find_problems(
         if not path.is_file():
             problems.append(Problem(record.path, "missing"))
             continue
-        size = path.stat().st_size
-        if size != record.size:
-            problems.append(Problem(record.path, f"size {size} bytes, expected {record.size}"))
+        before = _stamp(path)
+        if before[0] != record.size:
+            problems.append(Problem(record.path, f"size {before[0]} bytes, expected {record.size}"))
             continue
-        if mode == "size" or (mode == "quick" and stamps.get(record.path) == _stamp(path)):
+        if mode == "size":
+            continue
+        if mode == "quick" and stamps.get(record.path) == before:
+            if verified is not None:
+                verified[record.path] = before
             continue
         if sha256_file(path, on_bytes) != record.sha256:
             problems.append(Problem(record.path, "sha256 differs from the hub's (corrupted)"))
+        elif verified is not None and _stamp(path) == before:
+            verified[record.path] = before
     return problems
 
 
@@ -184,11 +197,14 @@ def check_export(
             f"{spec.key} on disk is {manifest.repo}@{manifest.revision[:12]} but config.toml pins "
             f"{spec.repo}@{spec.short_revision}; run `{fix}` to export the pinned revision."
         )
-    problems = find_problems(export_dir, manifest, mode)
+    verified: dict[str, list[int]] = {}
+    problems = find_problems(export_dir, manifest, mode, verified=verified)
     if problems:
         listed = "; ".join(f"{p.path}: {p.reason}" for p in problems)
         repair = export_command(spec.key, config_path, "--repair")
         raise ExportError(f"{spec.key} export is damaged ({listed}); run `{repair}` to download it again.")
-    if mode == "full":
-        record_verified(export_dir, manifest)
+    if mode != "size" and len(verified) == len(manifest.files) and verified != _verified_stamps(export_dir):
+        # Remember what was just hashed, so the next quick check does not hash it again.
+        with contextlib.suppress(OSError):  # a read-only export is checked the same, just not remembered
+            atomic_write_text(export_dir / STAMPS_NAME, json.dumps(verified, indent=1) + "\n")
     return manifest
