@@ -3,27 +3,40 @@
     uv run python transcribe_ui.py [--host 127.0.0.1] [--port 7860] [--auth user:password] [--share]
 
 All transcription happens in localstt.engine; this file only wires it to Gradio.
+
+What a job leaves behind: its uploads are deleted when it ends (also on error); its transcript files
+live in one folder inside Gradio's upload folder (so Gradio serves them without a second copy) and
+are deleted `--keep-outputs-minutes` after the job, and the rest when the app stops.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import ipaddress
 import os
-import shutil
-import sys
-import tempfile
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-import model_loader  # first: it switches the hub libraries to offline before they are imported
-from localstt.config import AppConfig, ConfigError, load_config
-from localstt.manifest import human_size
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio: no calls to api.gradio.app
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import ipaddress  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import model_loader  # noqa: E402  # it switches the hub libraries to offline before they are imported
+from localstt.config import AppConfig, ConfigError, load_config  # noqa: E402
+from localstt.manifest import human_size  # noqa: E402
 
 FORMATS = ["txt", "srt", "vtt", "json"]
 SEGMENT_HEADERS = ["file", "start", "end", "text"]
+UPLOAD_GONE = (
+    "this upload is no longer on the server: uploads are deleted as soon as a transcription that "
+    "used them ends (Gradio stores identical files once, so also someone else's); add the file again."
+)
 
 
 def _clock(seconds: float) -> str:
@@ -42,21 +55,102 @@ def status_markdown(store: model_loader.ModelStore) -> str:
     return "\n".join(lines)
 
 
-def _remove_uploads(paths: Sequence[str]) -> None:
+def gradio_upload_folder() -> Path:
+    """Where Gradio stores uploads (and serves files from): GRADIO_TEMP_DIR, else <tmp>/gradio."""
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder())
+
+
+def _remove_uploads(paths: Sequence[str], upload_root: Path, keep: Path) -> None:
+    """Delete a job's uploaded files, and the per-upload folder Gradio made for each once it is empty.
+
+    Only files inside Gradio's upload folder are touched (the paths come from the client), and never
+    the app's own output folder inside it.
+    """
+    root = Path(os.path.realpath(upload_root))
     for path in paths:
+        upload = Path(os.path.abspath(path))
+        folder = Path(os.path.realpath(upload.parent))
+        if not folder.is_relative_to(root) or folder.is_relative_to(os.path.realpath(keep)):
+            continue
         with contextlib.suppress(OSError):
-            Path(path).unlink(missing_ok=True)
+            upload.unlink(missing_ok=True)
+        if folder != root:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
+
+
+def recordings_component(**kwargs: Any) -> Any:
+    """gr.File for the uploads, handing the stored paths over as they are.
+
+    gr.File's own preprocess (Gradio 6.31, type="filepath") also opens a NamedTemporaryFile in the
+    upload folder for every file and leaves it there, empty and untracked: one stray file per upload
+    for the life of the server. The instance gets a preprocess without that (a subclass would make
+    Gradio write a .pyi stub beside this file at import).
+    """
+    import gradio as gr
+    from gradio.data_classes import FileData, ListFiles
+    from gradio.utils import NamedString
+
+    component = gr.File(**kwargs)
+
+    def preprocess(payload: ListFiles | FileData | None) -> list[str] | None:
+        if payload is None:
+            return None
+        files = payload.root if isinstance(payload, ListFiles) else [payload]
+        return [NamedString(file.path) for file in files]
+
+    component.preprocess = preprocess
+    return component
 
 
 class TranscriptionApp:
     """Holds the store and the options; each method is one UI event."""
 
-    def __init__(self, config: AppConfig, output_root: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: AppConfig,
+        output_root: Path | None = None,
+        *,
+        upload_root: Path | None = None,
+        keep_outputs_s: float = 600.0,
+        max_queue: int = 16,
+    ) -> None:
         from localstt.engine import TranscribeOptions
 
         self.store = model_loader.ModelStore(config)
         self.options = TranscribeOptions(max_audio_minutes=config.max_audio_minutes)
-        self.output_root = output_root or Path(tempfile.mkdtemp(prefix="localstt-out-"))
+        self.upload_root = upload_root or gradio_upload_folder()
+        if output_root is None:
+            self.upload_root.mkdir(parents=True, exist_ok=True)
+            output_root = Path(tempfile.mkdtemp(prefix="localstt-out-", dir=self.upload_root))
+        self.output_root = output_root
+        self.keep_outputs_s = keep_outputs_s
+        self.max_queue = max_queue
+        self._sweeper: threading.Thread | None = None
+
+    def remove_old_outputs(self) -> None:
+        """Delete the folders of jobs that ended more than `keep_outputs_s` ago."""
+        cutoff = time.time() - self.keep_outputs_s
+        for job_dir in self.output_root.glob("job-*"):
+            with contextlib.suppress(OSError):
+                if job_dir.stat().st_mtime < cutoff:
+                    shutil.rmtree(job_dir)
+
+    def _start_sweeper(self) -> None:
+        """One background thread that removes old job folders even when no new job comes."""
+        if self._sweeper is not None:
+            return
+        interval = min(60.0, max(0.5, self.keep_outputs_s / 2))
+
+        def sweep() -> None:
+            while True:
+                time.sleep(interval)
+                self.remove_old_outputs()
+
+        self._sweeper = threading.Thread(target=sweep, name="remove-old-outputs", daemon=True)
+        self._sweeper.start()
 
     def transcribe(
         self,
@@ -76,6 +170,9 @@ class TranscriptionApp:
         inputs = [*(files or []), *([recording] if recording else [])]
         if not inputs:
             raise gr.Error("Add a recording first: upload a file or record with the microphone.")
+        self.remove_old_outputs()
+        self._start_sweeper()
+        self.output_root.mkdir(parents=True, exist_ok=True)  # a temp-folder cleaner may have removed it
         job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=self.output_root))
         texts: list[str] = []
         rows: list[list[Any]] = []
@@ -89,6 +186,9 @@ class TranscriptionApp:
                     if progress is not None:
                         progress((index + fraction) / len(inputs), desc=f"{name}: {message}")
 
+                if not Path(path).exists():
+                    failures.append(f"{name}: {UPLOAD_GONE}")
+                    continue
                 try:
                     transcript = transcribe(Path(path), model_key, self.options, self.store, report)
                 except (AudioError, EngineError) as error:
@@ -102,7 +202,7 @@ class TranscriptionApp:
                 texts.append(header + transcript.text)
                 rows += [[name, _clock(s.start), _clock(s.end), s.text] for s in transcript.segments]
         finally:
-            _remove_uploads(inputs)
+            _remove_uploads(inputs, self.upload_root, self.output_root)
         if failures and not texts:
             raise gr.Error(" ".join(failures))
         for failure in failures:
@@ -128,13 +228,16 @@ class TranscriptionApp:
 
         keys = list(self.store.config.models)
         llm_keys = [k for k, spec in self.store.config.models.items() if spec.kind == "salm"]
-        with gr.Blocks(title="Local transcription", delete_cache=(3600, 3600)) as demo:
+        # Gradio deletes what it tracks (uploads that never became a job, e.g. refused by the queue)
+        # after 15 minutes; the app deletes a job's uploads when it ends and its outputs earlier.
+        cache_age = max(900, int(self.keep_outputs_s))
+        with gr.Blocks(title="Local transcription", delete_cache=(300, cache_age)) as demo:
             gr.Markdown(
                 "# Local transcription\nEverything runs on this machine; nothing is uploaded anywhere."
             )
             with gr.Row():
                 with gr.Column(scale=1):
-                    files = gr.File(label="Recordings", file_count="multiple", type="filepath")
+                    files = recordings_component(label="Recordings", file_count="multiple", type="filepath")
                     recording = gr.Audio(label="Or record", sources=["microphone"], type="filepath")
                     model_key = gr.Dropdown(keys, value=keys[0] if keys else None, label="Model")
                     formats = gr.CheckboxGroup(FORMATS, value=["txt", "srt", "vtt"], label="Files to make")
@@ -180,7 +283,7 @@ class TranscriptionApp:
                 concurrency_limit=1,
                 concurrency_id="gpu",
             )
-        demo.queue(default_concurrency_limit=1)
+        demo.queue(default_concurrency_limit=1, max_size=self.max_queue)  # beyond: "queue is full"
         return demo
 
 
@@ -202,6 +305,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--auth", help="user:password required to open the app (or LOCALSTT_AUTH)")
     parser.add_argument(
         "--allow-no-auth", action="store_true", help="serve on a non-loopback address without --auth"
+    )
+    parser.add_argument(
+        "--max-queue", type=int, default=16, help="requests waiting at most; more are refused (16)"
+    )
+    parser.add_argument(
+        "--keep-outputs-minutes",
+        type=float,
+        default=10.0,
+        help="delete a job's transcript files this long after the job (10)",
     )
     args = parser.parse_args(argv)
     try:
@@ -226,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "error: add --auth user:password (or --allow-no-auth if you really mean it).", file=sys.stderr
             )
             return 2
-    app = TranscriptionApp(config)
+    app = TranscriptionApp(config, keep_outputs_s=args.keep_outputs_minutes * 60, max_queue=args.max_queue)
     demo = app.build()
     try:
         demo.launch(

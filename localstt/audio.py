@@ -30,6 +30,7 @@ FFMPEG_EXTENSIONS = frozenset(
     {".m4a", ".m4b", ".aac", ".mp4", ".mov", ".3gp", ".webm", ".mkv", ".mka", ".opus", ".wma"}
 )
 _BLOCK_SECONDS = 10
+_UNKNOWN_FRAMES = 2**62  # libsndfile's frame count for a stream whose header gives no length
 _PADDING_TRIM_S = 0.1  # codec padding past the declared stream length that is cut off
 _LIMIT_KEY = "`max_audio_minutes` in the [transcription] section of config.toml"
 # First bytes of containers that hold audio: failing to decode one of these means damage.
@@ -57,6 +58,7 @@ def decode_audio(path: Path, max_seconds: float | None) -> DecodedAudio:
         raise ValueError(f"max_seconds must be positive, not {max_seconds}")
     path = Path(path)
     head, name, needs_ffmpeg = _read_head(path), path.name, path.suffix.lower() in FFMPEG_EXTENSIONS
+    headerless = False
     if not needs_ffmpeg:
         try:
             info = sf.info(str(path))
@@ -64,10 +66,19 @@ def decode_audio(path: Path, max_seconds: float | None) -> DecodedAudio:
             pass  # not for libsndfile: ffmpeg may know it
         else:
             shape = (int(info.samplerate), int(info.channels), int(info.frames))
-            return _decode_soundfile(path, shape, str(info.format), max_seconds)
+            # A streamed FLAC (no length in its header) reads as SF_COUNT_MAX frames; ffmpeg decodes
+            # it with the running limit instead, as it does every headerless stream.
+            if shape[2] < _UNKNOWN_FRAMES:
+                return _decode_soundfile(path, shape, str(info.format), max_seconds)
+            headerless = True
     ffmpeg, ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
     if ffmpeg is None or ffprobe is None:
         container = _sniff(head)
+        if headerless:
+            raise AudioError(
+                f"'{name}' does not give its length in its header (a streamed recording), which only "
+                "ffmpeg reads safely; install ffmpeg or convert the file to WAV."
+            )
         if container in {"WAV", "AIFF", "FLAC", "Ogg", "MP3"} and not needs_ffmpeg:
             raise AudioError(_damaged(name, container, "libsndfile cannot open it"))
         if container is None and (not needs_ffmpeg or _is_text(head)):
@@ -226,12 +237,7 @@ def _decode_ffmpeg(
                 pending = data[usable * frame_bytes :]
                 block = np.frombuffer(data, dtype="<f4", count=usable * channels)
                 collector.add(block.reshape(-1, channels))
-                if max_seconds is not None and collector.frames > (max_seconds + 1) * rate:
-                    raise AudioError(
-                        f"'{name}' is longer than the limit of {_minutes(max_seconds)} minutes "
-                        f"(decoding stopped after {collector.frames / rate / 60:.1f} minutes); "
-                        f"split it into shorter parts or raise {_LIMIT_KEY}."
-                    )
+                _stop_past_limit(name, collector.frames, rate, max_seconds)
             returncode = process.wait()
         finally:
             if process.poll() is None:
@@ -350,6 +356,16 @@ def _refuse_too_long(name: str, seconds: float, max_seconds: float | None) -> No
         raise AudioError(
             f"'{name}' is {seconds / 60:.1f} minutes long, over the limit of "
             f"{_minutes(max_seconds)} minutes; split it into shorter parts or raise {_LIMIT_KEY}."
+        )
+
+
+def _stop_past_limit(name: str, frames: int, rate: int, max_seconds: float | None) -> None:
+    """Decoding stops one second past the limit, whatever the header said (or did not say)."""
+    if max_seconds is not None and frames > (max_seconds + 1) * rate:
+        raise AudioError(
+            f"'{name}' is longer than the limit of {_minutes(max_seconds)} minutes "
+            f"(decoding stopped after {frames / rate / 60:.1f} minutes); "
+            f"split it into shorter parts or raise {_LIMIT_KEY}."
         )
 
 

@@ -5,20 +5,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import soundfile as sf
 import srt
+from conftest import RunningApp, launch_app
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from store_env import REPO_ROOT, Project
@@ -29,48 +24,10 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-@dataclass
-class RunningApp:
-    url: str
-    process: subprocess.Popen[str]
-    upload_dir: Path
-    log: Path
-
-    def audio_left_behind(self) -> list[Path]:
-        return [p for p in self.upload_dir.rglob("*") if p.suffix in {".wav", ".flac", ".mp3", ".ogg"}]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app(exported_project: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    workdir = tmp_path_factory.mktemp("app")
-    port = free_port()
-    log = workdir / "server.log"
-    env = exported_project.env(GRADIO_TEMP_DIR=str(workdir / "gradio"), GRADIO_ANALYTICS_ENABLED="False")
-    command = [sys.executable, str(REPO_ROOT / "transcribe_ui.py"), "--config", str(exported_project.config)]
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [*command, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env, text=True
-        )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        pytest.fail("the app did not start within 180 s:\n" + log.read_text())
-    yield RunningApp(url, process, workdir / "gradio", log)
-    process.terminate()
-    process.wait(timeout=30)
+    with launch_app(exported_project, tmp_path_factory.mktemp("app")) as running:
+        yield running
 
 
 def transcribe_over_http(app: RunningApp, path: Path, formats: list[str]) -> tuple:

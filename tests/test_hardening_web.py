@@ -1,0 +1,332 @@
+"""The web app under abuse, launched for real on 127.0.0.1, and what it leaves behind.
+
+One server for the module, started with a config whose limits are tiny (uploads of 1 MB, recordings
+of 10 minutes), a queue of 8 and transcript files kept 3 s. After every abuse the server must still
+be running, its peak memory (VmHWM) must have stayed within a bound, and a normal request must work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import RunningApp, launch_app
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from gradio_client.utils import QueueError
+from store_env import Project
+from tiny_models import PHRASE_TXT, PHRASE_WAV
+
+from transcribe_ui import _remove_uploads
+
+PHRASE = PHRASE_TXT.read_text().strip()
+MEMORY_BOUND_KB = 250_000  # growth of the server's peak RSS over the whole module, after warm-up
+FIGURES: dict[str, dict[str, int]] = {}
+
+
+@pytest.fixture(scope="module")
+def abuse_app(exported_project: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    text = exported_project.config.read_text()
+    text = re.sub(r"(?m)^max_upload_mb = .*$", "max_upload_mb = 1", text)
+    text = re.sub(r"(?m)^max_audio_minutes = .*$", "max_audio_minutes = 10", text)
+    config = exported_project.root / "abuse.toml"  # beside config.toml: same local_models/
+    config.write_text(text)
+    workdir = tmp_path_factory.mktemp("abuse")
+    args = ("--max-queue", "8", "--keep-outputs-minutes", "0.05")
+    with launch_app(exported_project, workdir, *args, config=config) as app:
+        assert transcribe(app, PHRASE_WAV)[0] == PHRASE  # warm-up: the model is loaded
+        FIGURES["after warm-up"] = app.memory_kb()
+        yield app
+        FIGURES["at the end"] = app.memory_kb()
+        print("server memory (kB):", json.dumps(FIGURES))
+
+
+def transcribe(app: RunningApp, path: Path, formats: tuple[str, ...] = ("txt", "srt")) -> tuple:
+    client = Client(app.url, verbose=False)
+    return client.predict([handle_file(str(path))], None, "parakeet", list(formats), api_name="/transcribe")
+
+
+def refused(app: RunningApp, path: Path) -> str:
+    with pytest.raises(AppError) as caught:
+        transcribe(app, path)
+    message = str(caught.value)
+    assert "Traceback" not in message
+    return message
+
+
+def assert_still_serving(app: RunningApp, label: str) -> None:
+    """Alive, memory bounded, and a normal request still succeeds."""
+    assert app.process.poll() is None, app.log.read_text()[-3000:]
+    assert transcribe(app, PHRASE_WAV)[0] == PHRASE
+    FIGURES[label] = memory = app.memory_kb()
+    growth = memory["VmHWM"] - FIGURES["after warm-up"]["VmHWM"]
+    assert growth < MEMORY_BOUND_KB, (label, memory, FIGURES["after warm-up"])
+
+
+def call_raw(app: RunningApp, data: list[Any]) -> tuple[str, Any]:
+    """/transcribe through Gradio's plain HTTP API (no client-side checks): ("complete"|"error", data)."""
+    joined = httpx.post(f"{app.url}gradio_api/call/transcribe", json={"data": data}, timeout=30)
+    joined.raise_for_status()
+    event = ""
+    url = f"{app.url}gradio_api/call/transcribe/{joined.json()['event_id']}"
+    with httpx.stream("GET", url, timeout=120) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: ") and event in ("complete", "error"):
+                return event, json.loads(line.removeprefix("data: "))
+    raise AssertionError("the event stream ended without a result")
+
+
+def file_data(path: str) -> dict[str, Any]:
+    return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+
+def test_upload_over_the_size_limit_is_refused_and_not_kept(abuse_app: RunningApp):
+    """Defence: transcribe_ui.main passes [app] max_upload_mb to Gradio (max_file_size), which
+    stops reading the body at the limit and answers 413; nothing of it stays on disk."""
+    before = abuse_app.files()
+    big = os.urandom(2 * 1024 * 1024)
+    response = httpx.post(f"{abuse_app.url}gradio_api/upload", files={"files": ("big.wav", big)}, timeout=60)
+    assert response.status_code == 413
+    assert "maximum allowed size of 1048576 bytes" in response.text
+    assert abuse_app.files() == before
+    assert_still_serving(abuse_app, "after an upload over the limit")
+
+
+def test_file_claiming_to_be_wav_with_a_broken_body_is_refused(abuse_app: RunningApp, tmp_path: Path):
+    """Defence: localstt.audio.decode_audio names a damaged container instead of decoding garbage
+    (a text file named .wav is already covered in test_app.py)."""
+    fake = tmp_path / "recording.wav"
+    fake.write_bytes(b"RIFF\xff\xff\x00\x00WAVEfmt " + os.urandom(50_000))
+    assert "damaged or truncated WAV audio file" in refused(abuse_app, fake)
+    assert_still_serving(abuse_app, "after a broken WAV")
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """40 KB FLACs that decode to 3 hours: one that says so in its header, one that hides it."""
+    folder = tmp_path_factory.mktemp("bombs")
+    honest = folder / "three_hours.flac"
+    subprocess.run(
+        [shutil.which("ffmpeg") or "ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i",
+         "anullsrc=r=8000:cl=mono", "-t", "10800", "-c:a", "flac", "-sample_fmt", "s16",
+         "-frame_size", "32768", str(honest)],
+        check=True,
+    )  # fmt: skip
+    data = bytearray(honest.read_bytes())
+    assert data[:4] == b"fLaC" and len(data) < 1_000_000
+    # STREAMINFO: the low 36 bits of the 8 bytes at offset 18 are the total sample count; 0 = unknown.
+    word = int.from_bytes(data[18:26], "big")
+    assert word & (2**36 - 1) == 3 * 3600 * 8000
+    data[18:26] = (word & ~(2**36 - 1)).to_bytes(8, "big")
+    hidden = folder / "streamed.flac"
+    hidden.write_bytes(bytes(data))
+    return {"honest": honest, "hidden": hidden}
+
+
+def test_decompression_bombs_are_refused_with_bounded_memory(abuse_app: RunningApp, bombs):
+    """Defence: localstt.audio refuses a recording over max_audio_minutes from its header before
+    decoding, and stops decoding one second past the limit when the header hides the length (a
+    streamed FLAC goes to ffmpeg with the running limit); 3 h at 16 kHz would be 690 MB of samples."""
+    assert "is 180.0 minutes long, over the limit of 10 minutes" in refused(abuse_app, bombs["honest"])
+    message = refused(abuse_app, bombs["hidden"])
+    assert "longer than the limit of 10 minutes (decoding stopped after 10." in message
+    assert_still_serving(abuse_app, "after two decompression bombs")
+
+
+def test_empty_uploads_are_refused(abuse_app: RunningApp, tmp_path: Path):
+    """Defence: localstt.audio refuses a 0-byte file and a valid WAV with no samples, each in one
+    sentence, instead of handing them to the model."""
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    assert "is empty (0 bytes)" in refused(abuse_app, empty)
+    no_samples = tmp_path / "no_samples.wav"
+    sf.write(no_samples, np.zeros(0, np.float32), 16000)
+    assert "contains no audio samples" in refused(abuse_app, no_samples)
+    assert_still_serving(abuse_app, "after empty uploads")
+
+
+@pytest.mark.parametrize("name", ["../../etc/evil.wav", "..\\..\\evil.wav", "/tmp/evil.wav"])
+def test_path_traversal_filename_stays_in_the_upload_folder(abuse_app: RunningApp, name: str):
+    """Defence: Gradio keeps only the last part of an upload's file name, inside its upload folder;
+    and a request naming a file outside that folder is refused, the file left alone (also by
+    transcribe_ui._remove_uploads, which deletes only inside the upload folder)."""
+    response = httpx.post(
+        f"{abuse_app.url}gradio_api/upload", files={"files": (name, PHRASE_WAV.read_bytes())}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    (stored,) = response.json()
+    # One level below the upload folder (its per-upload folder), the name reduced to one component.
+    assert Path(stored).parent.parent == abuse_app.upload_dir
+    assert Path(stored).name.endswith("evil.wav") and "\\" not in Path(stored).name
+    for outside in (Path("/etc/evil.wav"), Path("/tmp/evil.wav"), abuse_app.upload_dir.parent / "evil.wav"):
+        assert not outside.exists()
+    event, data = call_raw(abuse_app, [[file_data(stored)], None, "parakeet", ["txt"]])
+    assert event == "complete" and data[0] == PHRASE
+    assert not Path(stored).exists()  # deleted when the job ended
+
+    victim = abuse_app.upload_dir.parent / "victim.wav"
+    shutil.copy(PHRASE_WAV, victim)
+    event, _ = call_raw(abuse_app, [[file_data(str(victim))], None, "parakeet", ["txt"]])
+    assert event == "error"
+    assert victim.read_bytes() == PHRASE_WAV.read_bytes()
+    assert_still_serving(abuse_app, f"after the upload name {name!r}")
+
+
+def test_uploads_are_deleted_only_inside_the_upload_folder(tmp_path: Path):
+    """Defence: transcribe_ui._remove_uploads; the paths come from the client, so a path outside
+    Gradio's upload folder (or a link out of it, or the app's own output folder) is never deleted."""
+    root, outside = tmp_path / "gradio", tmp_path / "elsewhere"
+    (root / "abc123").mkdir(parents=True)
+    (root / "out" / "job-1").mkdir(parents=True)
+    outside.mkdir()
+    upload, victim, output = (
+        root / "abc123" / "a.wav",
+        outside / "victim.wav",
+        root / "out" / "job-1" / "a.srt",
+    )
+    for path in (upload, victim, output):
+        path.write_bytes(b"data")
+    (root / "link").mkdir()
+    (root / "link" / "to-victim.wav").symlink_to(victim)
+    escape = root / "abc123" / ".." / ".." / "elsewhere" / "victim.wav"
+    _remove_uploads(
+        [str(victim), str(escape), str(root / "link" / "to-victim.wav"), str(output)], root, root / "out"
+    )
+    assert victim.read_bytes() == b"data" and output.exists()
+    _remove_uploads([str(upload)], root, root / "out")
+    assert not upload.exists() and not (root / "abc123").exists()  # its emptied folder too
+
+
+def test_many_clients_at_once_are_queued_or_refused(abuse_app: RunningApp, tmp_path: Path):
+    """Defence: one model run at a time (concurrency_limit=1 on the "gpu" queue) and a bounded
+    queue (transcribe_ui --max-queue): 24 gradio_client clients at once each get their own
+    transcript or "queue is full", and the server stays up with bounded memory. Four of them send
+    the very same file, which Gradio stores once: whoever comes after the first job deleted it gets
+    transcribe_ui.UPLOAD_GONE, a clear sentence, not a crash."""
+    speech, rate = sf.read(PHRASE_WAV, dtype="float32")
+    inputs = []
+    for i in range(20):  # 20 different files (a different length of trailing silence each)
+        once_or_twice = [speech] if i % 2 else [speech, np.zeros(rate, np.float32), speech]
+        inputs.append(tmp_path / f"client{i}.wav")
+        sf.write(inputs[-1], np.concatenate([*once_or_twice, np.zeros(100 * (i + 1), np.float32)]), rate)
+    inputs += [PHRASE_WAV] * 4
+    start = threading.Barrier(len(inputs))
+
+    def one(path: Path) -> str:
+        client = Client(abuse_app.url, verbose=False)
+        start.wait(timeout=120)
+        try:
+            return client.predict(
+                [handle_file(str(path))], None, "parakeet", ["txt"], api_name="/transcribe"
+            )[0]
+        except QueueError as error:
+            return f"refused: {error}"
+        except AppError as error:
+            return f"refused: {error}"
+
+    with ThreadPoolExecutor(len(inputs)) as pool:
+        results = list(pool.map(one, inputs, timeout=600))
+    for index, result in enumerate(results):
+        expected = f"{PHRASE} {PHRASE}" if index < 20 and index % 2 == 0 else PHRASE
+        allowed = {expected, "refused: Queue is full! Please try again."}
+        assert result in allowed or (index >= 20 and "no longer on the server" in result), result
+    assert sum(not r.startswith("refused") for r in results) >= 1
+    FIGURES["24 clients"] = {"served": sum(not r.startswith("refused") for r in results)}
+    assert_still_serving(abuse_app, "after 24 clients at once")
+
+
+def test_queue_beyond_its_cap_refuses_at_once(abuse_app: RunningApp, tmp_path: Path):
+    """Defence: transcribe_ui --max-queue (Gradio's queue max_size): while a job runs, at most 8
+    requests wait; the rest get HTTP 503 "Queue is full" at once instead of piling up in memory."""
+    speech, rate = sf.read(PHRASE_WAV, dtype="float32")
+    long_one = tmp_path / "long.flac"
+    sf.write(long_one, np.tile(speech, 8), rate)  # ~28 s: keeps the model busy while the burst arrives
+    blocker = Client(abuse_app.url, verbose=False).submit(
+        [handle_file(str(long_one))], None, "parakeet", ["txt"], api_name="/transcribe"
+    )
+    deadline = time.monotonic() + 60
+    while blocker.status().code.name not in ("PROCESSING", "PROGRESS") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not blocker.done()
+    dependencies = httpx.get(f"{abuse_app.url}config", timeout=30).json()["dependencies"]
+    fn_index = next(d["id"] for d in dependencies if d.get("api_name") == "transcribe")
+    (stored,) = httpx.post(
+        f"{abuse_app.url}gradio_api/upload", files={"files": ("x.wav", PHRASE_WAV.read_bytes())}, timeout=30
+    ).json()
+
+    def join(index: int) -> httpx.Response:
+        body = {"data": [[file_data(stored)], None, "parakeet", ["txt"]], "fn_index": fn_index}
+        body |= {"event_data": None, "session_hash": f"burst{index}", "trigger_id": None}
+        return httpx.post(f"{abuse_app.url}gradio_api/queue/join?api_name=transcribe", json=body, timeout=30)
+
+    with ThreadPoolExecutor(30) as pool:
+        answers = list(pool.map(join, range(30)))
+    refused_now = [a for a in answers if a.status_code == 503]
+    assert all(a.status_code in (200, 503) for a in answers), [a.text for a in answers]
+    # At most the 8 waiting plus one being handed to the worker are taken; the rest are refused.
+    assert 1 <= len(answers) - len(refused_now) <= 9 and all("Queue is full" in a.text for a in refused_now)
+    assert blocker.result(timeout=300)[0].startswith(PHRASE)
+    FIGURES["burst of 30"] = {"accepted": len(answers) - len(refused_now), "refused": len(refused_now)}
+    assert_still_serving(abuse_app, "after a burst beyond the queue")
+
+
+def test_uploads_and_job_files_are_gone_after_the_job_also_on_error(abuse_app: RunningApp, tmp_path: Path):
+    """Defence: transcribe_ui.TranscriptionApp.transcribe deletes the uploads in a `finally` (so on
+    error too); its transcript files live only in its own folder inside Gradio's upload folder (no
+    second copy in Gradio's cache) and remove_old_outputs deletes them --keep-outputs-minutes later;
+    nothing is left in TMPDIR."""
+    assert_still_serving(abuse_app, "before the privacy check")  # let earlier queued jobs finish
+    time.sleep(4)
+    before = abuse_app.files()
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\xff\xff\x00\x00WAVEfmt " + os.urandom(5000))
+    speech = tmp_path / "speech.flac"
+    sf.write(speech, *sf.read(PHRASE_WAV, dtype="float32"))
+    text, _, downloads, _ = transcribe(abuse_app, speech, ("txt", "srt", "vtt", "json"))
+    assert text == PHRASE and len(downloads) == 4
+    refused(abuse_app, broken)
+    new = abuse_app.files() - before
+    outputs = [p for p in new if p.parent.parent.name.startswith("localstt-out-")]
+    assert sorted(p.name for p in outputs) == ["speech.json", "speech.srt", "speech.txt", "speech.vtt"]
+    assert new == set(outputs), new  # no upload, no copy of the transcripts, nothing in TMPDIR
+    deadline = time.monotonic() + 15
+    while abuse_app.files() - before and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert abuse_app.files() - before == set()  # the job's transcript files too, after 3 s
+    assert [p for p in abuse_app.upload_dir.rglob("*") if p.name in ("speech.flac", "broken.wav")] == []
+
+
+def test_transcripts_are_not_written_to_the_log(abuse_app: RunningApp):
+    """Defence: nothing in transcribe_ui or the engine logs transcript text; the server's
+    stdout/stderr after all the jobs of this module holds no word of it."""
+    assert_still_serving(abuse_app, "before reading the log")
+    log = abuse_app.log.read_text().lower()
+    assert "quick brown fox" not in log and "lazy dog" not in log
+
+
+def test_server_listens_on_loopback_only_by_default(abuse_app: RunningApp):
+    """Defence: [app] host defaults to 127.0.0.1 (localstt.config, used by transcribe_ui.main):
+    the listening socket is bound to 127.0.0.1, not to every interface."""
+    port = int(abuse_app.url.rsplit(":", 1)[1].strip("/"))
+    listening = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{abuse_app.process.pid}/net/{table}").read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                listening.append(local.rsplit(":", 1)[0])
+    assert listening == ["0100007F"]  # 127.0.0.1, little-endian hex
