@@ -129,14 +129,30 @@ class TranscriptionApp:
         self.keep_outputs_s = keep_outputs_s
         self.max_queue = max_queue
         self._sweeper: threading.Thread | None = None
+        self._running: set[str] = set()  # names of the job folders still being written
+        self._jobs_lock = threading.Lock()
 
     def remove_old_outputs(self) -> None:
-        """Delete the folders of jobs that ended more than `keep_outputs_s` ago."""
+        """Delete the folders of jobs that ended more than `keep_outputs_s` ago (never a running one)."""
         cutoff = time.time() - self.keep_outputs_s
-        for job_dir in self.output_root.glob("job-*"):
+        with self._jobs_lock:
+            for job_dir in self.output_root.glob("job-*"):
+                with contextlib.suppress(OSError):
+                    if job_dir.name not in self._running and job_dir.stat().st_mtime < cutoff:
+                        shutil.rmtree(job_dir)
+
+    def _start_job(self) -> Path:
+        with self._jobs_lock:
+            self.output_root.mkdir(parents=True, exist_ok=True)  # a temp-folder cleaner may have removed it
+            job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=self.output_root))
+            self._running.add(job_dir.name)
+        return job_dir
+
+    def _end_job(self, job_dir: Path) -> None:
+        with self._jobs_lock:
+            self._running.discard(job_dir.name)
             with contextlib.suppress(OSError):
-                if job_dir.stat().st_mtime < cutoff:
-                    shutil.rmtree(job_dir)
+                os.utime(job_dir)  # the folder's age counts from the end of its job
 
     def _start_sweeper(self) -> None:
         """One background thread that removes old job folders even when no new job comes."""
@@ -172,8 +188,7 @@ class TranscriptionApp:
             raise gr.Error("Add a recording first: upload a file or record with the microphone.")
         self.remove_old_outputs()
         self._start_sweeper()
-        self.output_root.mkdir(parents=True, exist_ok=True)  # a temp-folder cleaner may have removed it
-        job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=self.output_root))
+        job_dir = self._start_job()
         texts: list[str] = []
         rows: list[list[Any]] = []
         written: list[str] = []
@@ -203,6 +218,7 @@ class TranscriptionApp:
                 rows += [[name, _clock(s.start), _clock(s.end), s.text] for s in transcript.segments]
         finally:
             _remove_uploads(inputs, self.upload_root, self.output_root)
+            self._end_job(job_dir)
         if failures and not texts:
             raise gr.Error(" ".join(failures))
         for failure in failures:
