@@ -330,3 +330,39 @@ def test_server_listens_on_loopback_only_by_default(abuse_app: RunningApp):
             if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
                 listening.append(local.rsplit(":", 1)[0])
     assert listening == ["0100007F"]  # 127.0.0.1, little-endian hex
+
+
+def test_old_outputs_are_removed_but_never_a_running_jobs(exported_project, model_store, tmp_path: Path):
+    """Defence: TranscriptionApp.remove_old_outputs skips job folders still being written and ages
+    the others from the end of their job, so the sweeper firing in the middle of a long job (here:
+    from its progress callback, with a retention of 0 s) cannot delete the files it is writing."""
+    from localstt.config import load_config
+    from transcribe_ui import TranscriptionApp
+
+    uploads, outputs = tmp_path / "uploads", tmp_path / "outputs"
+    app = TranscriptionApp(
+        load_config(exported_project.config), outputs, upload_root=uploads, keep_outputs_s=0
+    )
+    app.store = model_store
+
+    def run_once() -> list[str]:
+        uploads_now = []
+        for name in ("one", "two"):  # two files: the first one's outputs exist while the second runs
+            upload = uploads / name / f"{name}.wav"
+            upload.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(PHRASE_WAV, upload)
+            uploads_now.append(str(upload))
+        sweeps = []
+
+        def progress(fraction: float, desc: str = "") -> None:
+            sweeps.append(desc)
+            app.remove_old_outputs()  # as the background sweeper would, mid-job
+
+        _, _, written, _ = app.transcribe(uploads_now, None, "parakeet", ["txt"], progress)
+        assert len(written) == 2 and sweeps
+        assert all(Path(p).read_text().strip() == PHRASE for p in written)
+        return written
+
+    first = run_once()
+    second = run_once()  # starting it removed the first job's folder, which had ended
+    assert not Path(first[0]).exists() and all(Path(p).exists() for p in second)
