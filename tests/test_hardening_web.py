@@ -178,6 +178,8 @@ def test_path_traversal_filename_stays_in_the_upload_folder(abuse_app: RunningAp
     event, data = call_raw(abuse_app, [[file_data(stored)], None, "parakeet", ["txt"]])
     assert event == "complete" and data[0] == PHRASE
     assert not Path(stored).exists()  # deleted when the job ended
+    event, data = call_raw(abuse_app, [[file_data(stored)], None, "parakeet", ["txt"]])  # same path again
+    assert event == "error" and "this upload is no longer on the server" in json.dumps(data), data
 
     victim = abuse_app.upload_dir.parent / "victim.wav"
     shutil.copy(PHRASE_WAV, victim)
