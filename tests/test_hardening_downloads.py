@@ -106,7 +106,8 @@ def test_stalled_body_times_out_and_the_download_goes_on(project: Project, tiny_
     result = project.export("parakeet", HF_HUB_DOWNLOAD_TIMEOUT="1")
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 20  # not the 60 s stall
-    assert [r.status for r in blob_gets(project.hub, nemo)] == [200, 200]  # under 10 MB: no Range
+    statuses = [r.status for r in blob_gets(project.hub, nemo)]
+    assert len(statuses) >= 2 and set(statuses) == {200}  # under 10 MB nothing was kept: no Range
     assert_exported(project, project.hub.ref(PARAKEET_REPO_ID), nemo)
 
 
