@@ -103,10 +103,6 @@ def _remove_export_tree(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _stale_staging(config: AppConfig, key: str) -> list[Path]:
-    return _own_dirs(config.models_dir / ".staging", key, "[0-9a-f]{12}(-[0-9a-f]{12})?")
-
-
 def _install(config: AppConfig, spec: ModelSpec, staging: Path, move_pin: bool) -> None:
     """Swap a complete, verified staging folder into place; the superseded export goes last.
 
@@ -131,7 +127,8 @@ def _install(config: AppConfig, spec: ModelSpec, staging: Path, move_pin: bool) 
         write_pin(config.path, spec.key, spec.revision, spec.llm_revision if spec.kind == "salm" else None)
         print(f"{spec.key}: config.toml now pins {spec.short_revision}")
     os.replace(staging, export_dir)
-    for leftover in [*_previous_dirs(config, spec.key), *_stale_staging(config, spec.key)]:
+    abandoned = _own_dirs(config.models_dir / ".staging", spec.key, "[0-9a-f]{12}(-[0-9a-f]{12})?")
+    for leftover in [*_previous_dirs(config, spec.key), *abandoned]:
         _remove_export_tree(leftover)
     if (manifest := read_manifest(export_dir)) is not None:
         # Removing the old export's hard links changed the files' ctime; they were hashed moments ago.
