@@ -1,0 +1,150 @@
+"""Random-weight models with the real architectures, built offline from the configs written here.
+
+* Parakeet-TDT-0.6B-v2: FastConformer-XL encoder (24 layers, d_model 1024, 8 heads, feed-forward 4096,
+  128 mel features, 8x dw_striding with 256 channels, kernel 9), TDT prediction network (640 hidden,
+  2 LSTM layers) and joint (640 hidden, durations 0-4), a 1024-piece sentencepiece BPE tokenizer.
+  That comes to 617.8 M parameters (the model card says 0.6 B) and a 2.47 GB `.nemo`.
+* `--quick`: the same classes at toy size (d_model 64, 2 layers, 96 pieces), for the smoke test.
+
+The section layout, targets and preprocessor come from tests/tiny_models.py, which mirrors the real
+model_config.yaml; only the sizes differ. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+from tiny_models import tiny_parakeet_config  # noqa: E402
+
+FULL = {
+    "d_model": 1024,
+    "n_layers": 24,
+    "n_heads": 8,
+    "ff_expansion_factor": 4,
+    "subsampling_conv_channels": 256,
+    "pred_hidden": 640,
+    "pred_rnn_layers": 2,
+    "joint_hidden": 640,
+    "vocab_size": 1024,
+}
+QUICK = {
+    "d_model": 64,
+    "n_layers": 2,
+    "n_heads": 4,
+    "ff_expansion_factor": 2,
+    "subsampling_conv_channels": 32,
+    "pred_hidden": 64,
+    "pred_rnn_layers": 1,
+    "joint_hidden": 64,
+    "vocab_size": 96,
+}
+PUBLISHED_PARAMETERS = 0.6e9  # "parakeet-tdt-0.6b-v2 is a 600-million-parameter ... model"
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Speech recognition turns recorded voices into written text, one word at a time.",
+    "Please send the quarterly report to the finance team before Friday afternoon.",
+    "It was a bright cold day in April, and the clocks were striking thirteen.",
+]
+
+
+def _synthetic_corpus(path: Path, lines: int = 4000) -> None:
+    """Enough varied English-like text for a 1024-piece BPE vocabulary (deterministic)."""
+    rng = random.Random(0)
+    onsets = ["", "b", "c", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "w", "st", "tr"]
+    nuclei = ["a", "e", "i", "o", "u", "ai", "ea", "ou", "ee"]
+    codas = ["", "n", "r", "s", "t", "l", "nd", "ng", "ck"]
+    words = [
+        "".join(rng.choice(onsets) + rng.choice(nuclei) + rng.choice(codas) for _ in range(rng.randint(1, 3)))
+        for _ in range(3000)
+    ]
+    text = [
+        " ".join(rng.choice(words) for _ in range(rng.randint(5, 15))).capitalize() + "."
+        for _ in range(lines)
+    ]
+    path.write_text("\n".join(SENTENCES * 20 + text) + "\n", encoding="utf-8")
+
+
+def build_tokenizer(folder: Path, vocab_size: int) -> Path:
+    """A sentencepiece BPE tokenizer (tokenizer.model + vocab.txt, as NeMo wants), built once."""
+    from nemo.collections.common.tokenizers.sentencepiece_tokenizer import create_spt_model
+
+    if (folder / "tokenizer.model").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = folder / "corpus.txt"
+    _synthetic_corpus(corpus)
+    create_spt_model(
+        str(corpus),
+        vocab_size=vocab_size,
+        sample_size=-1,
+        do_lower_case=False,
+        tokenizer_type="bpe",
+        output_dir=str(folder),
+    )
+    corpus.unlink()
+    return folder
+
+
+def parakeet_config(tokenizer_dir: Path, sizes: dict[str, int]) -> dict[str, Any]:
+    cfg = tiny_parakeet_config(tokenizer_dir, d_model=sizes["d_model"])
+    cfg["encoder"].update(
+        n_layers=sizes["n_layers"],
+        n_heads=sizes["n_heads"],
+        ff_expansion_factor=sizes["ff_expansion_factor"],
+        subsampling_conv_channels=sizes["subsampling_conv_channels"],
+    )
+    cfg["decoder"]["prednet"].update(
+        pred_hidden=sizes["pred_hidden"], pred_rnn_layers=sizes["pred_rnn_layers"]
+    )
+    cfg["joint"]["jointnet"].update(joint_hidden=sizes["joint_hidden"])
+    cfg["model_defaults"].update(pred_hidden=sizes["pred_hidden"], joint_hidden=sizes["joint_hidden"])
+    return cfg
+
+
+def build_parakeet_nemo(workdir: Path, sizes: dict[str, int]) -> tuple[Path, int]:
+    """Save a random-weight Parakeet-shaped model as a .nemo (once); returns (path, parameters)."""
+    nemo = workdir / "parakeet-tdt-0.6b-v2.nemo"
+    count_file = workdir / "parameters.txt"
+    if nemo.exists() and count_file.exists():
+        return nemo, int(count_file.read_text())
+    import torch
+    from nemo.collections.asr.models import EncDecRNNTBPEModel
+    from nemo.utils import logging as nemo_logging
+    from omegaconf import OmegaConf
+
+    nemo_logging.setLevel(nemo_logging.ERROR)
+    tokenizer = build_tokenizer(workdir / "tokenizer", sizes["vocab_size"])
+    torch.manual_seed(0)
+    model = EncDecRNNTBPEModel(cfg=OmegaConf.create(parakeet_config(tokenizer, sizes))).eval()
+    parameters = sum(p.numel() for p in model.parameters())
+    partial = nemo.with_suffix(".partial")
+    model.save_to(str(partial))
+    partial.rename(nemo)
+    count_file.write_text(str(parameters))
+    return nemo, parameters
+
+
+def make_speech(workdir: Path, seconds: float) -> Path:
+    """espeak-ng speech, repeated to `seconds`, as a 16 kHz mono 16-bit WAV (made once)."""
+    target = workdir / f"speech-{seconds:g}s.wav"
+    if target.exists():
+        return target
+    raw, once = workdir / "espeak.wav", workdir / "espeak-16k.wav"
+    subprocess.run(["espeak-ng", "-w", str(raw), " ".join(SENTENCES)], check=True)
+    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(once)], check=True)
+    import soundfile as sf
+
+    samples, rate = sf.read(once, dtype="int16")
+    repeats = int(seconds * rate // len(samples)) + 1
+    import numpy as np
+
+    sf.write(target, np.tile(samples, repeats)[: int(seconds * rate)], rate, subtype="PCM_16")
+    return target

@@ -1,0 +1,137 @@
+"""Medians, ratios and targets from the raw runs; the table printed and written to docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+GB = 1000**3
+GiB = 1024**3
+LOAD_METRICS = (
+    "imports_s",
+    "load_s",
+    "ready_s",
+    "first_transcribe_s",
+    "rss_after_imports",
+    "peak_rss_loaded",
+    "peak_rss_ready",
+    "written_during_load",
+    "temp_files_left",
+    "on_meta",
+)
+CONTENDER_NAMES = {
+    "load_model": "this project's `load_model` (weights mapped from the .nemo)",
+    "load_model_plain": "`load_model` forced onto its plain fallback (`LOCALSTT_FAST_LOAD=0`)",
+    "from_pretrained": "`ASRModel.from_pretrained`, warm HF cache, offline",
+    "restore_from": "`ASRModel.restore_from(file.nemo)`",
+    "floor": "floor: build the module + `torch.load` of the same weight bytes",
+}
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
+    return {key: float(statistics.median(run[key] for run in runs)) for key in LOAD_METRICS}
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else float("inf")
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    """Fill in medians, ratios and the target table from the raw runs in `results`."""
+    ready = results["time_to_ready"]
+    for entry in ready.values():
+        entry["median"] = medians(entry["runs"])
+    ours, weights = ready["load_model"]["median"], results["model"]["weights_bytes"]
+    ratios = {
+        f"ready_vs_{other}": ratio(ours["ready_s"], ready[other]["median"]["ready_s"])
+        for other in ready
+        if other != "load_model"
+    }
+    ratios |= {
+        f"load_vs_{other}": ratio(ours["load_s"], ready[other]["median"]["load_s"])
+        for other in ready
+        if other != "load_model"
+    }
+    ratios["peak_rss_ready_vs_weights"] = ratio(ours["peak_rss_ready"], weights)
+    ratios["peak_rss_loaded_vs_weights"] = ratio(ours["peak_rss_loaded"], weights)
+    ratios["peak_rss_above_imports_vs_weights"] = ratio(
+        ours["peak_rss_ready"] - ours["rss_after_imports"], weights
+    )
+    overhead = results["overhead"]
+    overhead["ratio"] = ratio(overhead["engine_median_s"], overhead["model_median_s"])
+    overhead["rtfx_engine"] = round(overhead["audio_s"] / overhead["engine_median_s"], 2)
+    overhead["rtfx_model"] = round(overhead["audio_s"] / overhead["model_median_s"], 2)
+    ratios["engine_vs_model_transcribe"] = overhead["ratio"]
+    downloads = results["downloads"]
+    first = downloads["first_export"]
+    first["bytes_vs_file_size"] = ratio(first["bytes_sent"], first["file_bytes"])
+    verify = downloads["verify"]
+    verify["median_s"] = statistics.median(verify["main_s"])
+    verify["sha256sum_median_s"] = statistics.median(verify["sha256sum_s"])
+    verify["vs_sha256sum"] = ratio(verify["median_s"], verify["sha256sum_median_s"])
+    ratios["verify_vs_sha256sum"] = verify["vs_sha256sum"]
+    results["ratios"] = ratios
+    again = downloads["re_export"]
+    results["targets"] = [
+        _target(
+            "time to ready vs from_pretrained (warm cache)", ratios["ready_vs_from_pretrained"], "<=", 0.6
+        ),
+        _target("time to ready vs floor", ratios["ready_vs_floor"], "<=", 1.3),
+        _target("temp bytes written per load (MB)", ours["written_during_load"] / 1e6, "<=", 0.0),
+        _target(
+            "peak RSS through first transcription vs weights", ratios["peak_rss_ready_vs_weights"], "<=", 1.3
+        ),
+        _target("engine vs model.transcribe (CPU)", overhead["ratio"], "<=", 1.05),
+        _target("first export bytes vs files' size", first["bytes_vs_file_size"], "within 1% of", 1.0),
+        _target("re-export bytes", again["bytes_sent"], "<=", 0),
+        _target("re-export requests", again["requests"], "<=", 0),
+        _target("re-export seconds after imports", round(again["main_s"], 3), "<", 1.0),
+        _target("--verify vs sha256sum of the same file", verify["vs_sha256sum"], "<=", 1.3),
+    ]
+    return results
+
+
+def _target(name: str, value: float, op: str, bound: float) -> dict[str, Any]:
+    met = {
+        "<=": value <= bound + 1e-12,
+        "<": value < bound,
+        "within 1% of": abs(value - bound) <= 0.01,
+    }[op]
+    return {"name": name, "value": value, "target": f"{op} {bound:g}", "met": bool(met)}
+
+
+def _s(value: float) -> str:
+    return f"{value:.2f} s"
+
+
+def _gib(value: float) -> str:
+    return f"{value / GiB:.2f} GiB"
+
+
+def load_table(results: dict[str, Any]) -> list[str]:
+    ready = results["time_to_ready"]
+    base = ready["load_model"]["median"]["ready_s"]
+    lines = [
+        "| way of loading | ready (median) | model returned | ready ÷ ours | peak RSS loaded "
+        "| peak RSS ready | written during load | temp files left |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in ready.items():
+        m = entry["median"]
+        lines.append(
+            f"| {CONTENDER_NAMES.get(name, name)} | {_s(m['ready_s'])} | {_s(m['load_s'])} "
+            f"| {m['ready_s'] / base:.2f}x | {_gib(m['peak_rss_loaded'])} | {_gib(m['peak_rss_ready'])} "
+            f"| {m['written_during_load'] / 1e6:,.1f} MB | {m['temp_files_left']:.0f} |"
+        )
+    return lines
+
+
+def targets_table(results: dict[str, Any]) -> list[str]:
+    lines = ["| target | measured | wanted | met |", "|---|---|---|---|"]
+    for t in results["targets"]:
+        lines.append(f"| {t['name']} | {t['value']:g} | {t['target']} | {'yes' if t['met'] else '**no**'} |")
+    return lines
+
+
+def console_table(results: dict[str, Any]) -> str:
+    return "\n".join([*load_table(results), "", *targets_table(results)])
