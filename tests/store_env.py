@@ -94,6 +94,25 @@ class Project:
         return log.read_text().splitlines() if log.exists() else []
 
 
+def publish_crafted_export(project: Project, archive: bytes, revision: str) -> None:
+    """A parakeet export whose manifest matches `archive`, as if the hub itself had published it."""
+    from localstt.manifest import FileRecord, Manifest
+
+    export_dir = project.models_dir / "parakeet"
+    export_dir.mkdir(parents=True)
+    (export_dir / NEMO_NAME).write_bytes(archive)
+    pinned = project.config.read_text().replace('revision = ""', f'revision = "{revision}"', 1)
+    project.config.write_text(pinned)
+    manifest = Manifest(
+        key="parakeet",
+        kind="nemo-asr",
+        repo=PARAKEET_REPO_ID,
+        revision=revision,
+        files=(FileRecord(NEMO_NAME, len(archive), sha256(archive), "crafted"),),
+    )
+    (export_dir / "manifest.json").write_text(manifest.to_json())
+
+
 def make_project(root: Path, hub: HubServer, pins: dict[str, str] | None = None) -> Project:
     """A copy of the shipped config.toml with its comments, models_dir inside `root`."""
     text = (REPO_ROOT / "config.toml").read_text(encoding="utf-8")

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from store_env import NEMO_NAME, Project, sha256
+from store_env import NEMO_NAME, Project, publish_crafted_export
 from tiny_models import TINY_PARAKEET_NEMO
 
 import model_loader
 from localstt.config import load_config
-from localstt.manifest import ExportError, FileRecord, Manifest
+from localstt.manifest import ExportError
 
 
 class _Payload:
@@ -109,22 +109,7 @@ def test_swapped_nemo_is_refused_before_anything_is_unpacked(project: Project, t
 
 
 def published_hostile_export(project: Project, archive: bytes) -> None:
-    """An export whose manifest matches `archive`, as if the hub itself had published it."""
-    export_dir = project.models_dir / "parakeet"
-    export_dir.mkdir(parents=True)
-    (export_dir / NEMO_NAME).write_bytes(archive)
-    revision = "4" * 40
-    project.config.write_text(
-        project.config.read_text().replace('revision = ""', f'revision = "{revision}"', 1)
-    )
-    manifest = Manifest(
-        key="parakeet",
-        kind="nemo-asr",
-        repo="nvidia/parakeet-tdt-0.6b-v2",
-        revision=revision,
-        files=(FileRecord(NEMO_NAME, len(archive), sha256(archive), "crafted"),),
-    )
-    (export_dir / "manifest.json").write_text(manifest.to_json())
+    publish_crafted_export(project, archive, "4" * 40)
 
 
 @pytest.mark.parametrize("fast_load", ["1", "0"])

@@ -7,11 +7,11 @@ import json
 import tarfile
 
 import pytest
-from store_env import NEMO_NAME, Project, sha256
+from store_env import NEMO_NAME, Project, publish_crafted_export
 
 import model_loader
 from localstt.config import load_config
-from localstt.manifest import ExportError, FileRecord, Manifest
+from localstt.manifest import ExportError
 
 
 def store_for(project: Project) -> model_loader.ModelStore:
@@ -60,25 +60,6 @@ def test_same_size_corruption_and_size_change_are_refused(project: Project):
         store_for(project).load("parakeet", verify="size")
 
 
-def _export_with_archive(project: Project, archive: bytes) -> None:
-    """An export whose manifest matches `archive` (as if the hub had published it)."""
-    export_dir = project.models_dir / "parakeet"
-    export_dir.mkdir(parents=True)
-    (export_dir / NEMO_NAME).write_bytes(archive)
-    revision = "3" * 40
-    project.config.write_text(
-        project.config.read_text().replace('revision = ""', f'revision = "{revision}"', 1)
-    )
-    manifest = Manifest(
-        key="parakeet",
-        kind="nemo-asr",
-        repo="nvidia/parakeet-tdt-0.6b-v2",
-        revision=revision,
-        files=(FileRecord(NEMO_NAME, len(archive), sha256(archive), "crafted"),),
-    )
-    (export_dir / "manifest.json").write_text(manifest.to_json())
-
-
 @pytest.mark.parametrize(
     ("member", "kind"),
     [
@@ -98,7 +79,7 @@ def test_archive_members_that_escape_are_refused(project: Project, member: str, 
         else:
             info.size = 4
             tar.addfile(info, io.BytesIO(b"boom"))
-    _export_with_archive(project, buffer.getvalue())
+    publish_crafted_export(project, buffer.getvalue(), "3" * 40)
     with pytest.raises(model_loader.LoadError, match="Refusing .*(outside the archive|is a link)"):
         store_for(project).load("parakeet")
     assert not (project.models_dir / "escape.txt").exists()
