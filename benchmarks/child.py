@@ -5,6 +5,7 @@
     python benchmarks/child.py export JSON_ARGS                         export_models.main(), imports apart
     python benchmarks/child.py seed JSON_ARGS                           hf_hub_download into an HF cache
     python benchmarks/child.py build JSON_ARGS                          the random-weight .nemo
+    python benchmarks/child.py build_canary JSON_ARGS                   the random-weight SALM repos
 
 Each prints one line per result: `RESULT {json}`.
 """
@@ -34,11 +35,15 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def written() -> int:
-    """Bytes this process has passed to write() so far (/proc/self/io wchar): temp files included."""
+def written() -> tuple[int, int]:
+    """(write() bytes incl. console and pipes, bytes dirtied for the disk incl. files deleted later).
+
+    Both from /proc/self/io: wchar counts every write() call; write_bytes counts the page-cache pages
+    this process dirtied, which is what reaches the disk, temp files included.
+    """
     with open("/proc/self/io", encoding="ascii") as handle:
         fields = dict(line.split(": ") for line in handle.read().splitlines())
-    return int(fields["wchar"])
+    return int(fields["wchar"]), int(fields["write_bytes"])
 
 
 def files_under(folder: str) -> int:
@@ -92,12 +97,27 @@ LOADERS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
+def first_transcription(name: str, model: Any, clip: str) -> int:
+    """Transcribe the clip once, as a user's first request would: the length of what came out."""
+    if name.startswith("canary_"):
+        from canary import first_transcription as generate_once
+
+        return generate_once(model, clip)
+    return len(model.transcribe([clip], batch_size=1, timestamps=True, verbose=False)[0].text)
+
+
 def run_load(spawn_time: float, contenders: list[str], args: dict[str, Any]) -> None:
     import nemo.collections.asr  # noqa: F401
     import torch  # noqa: F401
     from nemo.utils import logging as nemo_logging
 
     import model_loader  # noqa: F401  (sets the offline switches first, as the app does)
+
+    if contenders[0].startswith("canary_"):
+        import nemo.collections.speechlm2.models  # noqa: F401
+        from canary import LOADERS as CANARY_LOADERS
+
+        LOADERS.update(CANARY_LOADERS)
 
     nemo_logging.setLevel(nemo_logging.ERROR)
     tmp = os.environ["TMPDIR"]
@@ -107,8 +127,8 @@ def run_load(spawn_time: float, contenders: list[str], args: dict[str, Any]) -> 
         imported, rss_imports = time.time(), peak_rss()
         wrote_before = written()
         model = LOADERS[name](args)
-        loaded, rss_loaded, wrote = time.time(), peak_rss(), written() - wrote_before
-        hypothesis = model.transcribe([args["clip"]], batch_size=1, timestamps=True, verbose=False)[0]
+        loaded, rss_loaded, wrote_after = time.time(), peak_rss(), written()
+        output_length = first_transcription(name, model, args["clip"])
         ready = time.time()
         on_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
         emit(
@@ -121,11 +141,12 @@ def run_load(spawn_time: float, contenders: list[str], args: dict[str, Any]) -> 
                 "rss_after_imports": rss_imports,
                 "peak_rss_loaded": rss_loaded,
                 "peak_rss_ready": peak_rss(),
-                "written_during_load": wrote,
+                "written_during_load": wrote_after[0] - wrote_before[0],
+                "disk_written_during_load": wrote_after[1] - wrote_before[1],
                 "temp_files_left": files_under(tmp),
                 "on_meta": len(on_meta),
                 "parameters": sum(p.numel() for p in model.parameters()),
-                "text_chars": len(hypothesis.text),
+                "output_length": output_length,
             }
         )
         del model
@@ -147,8 +168,12 @@ def run_overhead(args: dict[str, Any]) -> None:
     def engine(path: Path) -> str:
         return transcribe(path, "parakeet", options, store).text
 
+    tokens: list[int] = []
+
     def own(path: Path) -> str:
-        return model.transcribe([str(path)], batch_size=1, timestamps=True, verbose=False)[0].text
+        hypothesis = model.transcribe([str(path)], batch_size=1, timestamps=True, verbose=False)[0]
+        tokens.append(len(hypothesis.y_sequence))
+        return hypothesis.text
 
     engine(clip), own(clip)  # warm-up: first-call costs are not overhead
     times: dict[str, list[float]] = {"engine": [], "model": []}
@@ -159,6 +184,7 @@ def run_overhead(args: dict[str, Any]) -> None:
             started = time.perf_counter()
             texts[name] = call(audio)
             times[name].append(time.perf_counter() - started)
+            emit({"run": name, "round": round_, "seconds": times[name][-1], "peak_rss": peak_rss()})
     import soundfile as sf
 
     duration = sf.info(str(audio)).duration
@@ -173,6 +199,7 @@ def run_overhead(args: dict[str, Any]) -> None:
             "engine_median_s": statistics.median(times["engine"]),
             "model_median_s": statistics.median(times["model"]),
             "same_text": texts["engine"] == texts["model"].strip(),
+            "tokens_per_second": tokens[-1] / duration,
             "peak_rss": peak_rss(),
         }
     )
@@ -188,19 +215,35 @@ def run_export(args: dict[str, Any]) -> None:
 
 
 def run_seed(args: dict[str, Any]) -> None:
+    """hf_hub_download of each [repo, filename] at main into the HF cache, as from_pretrained would."""
     from huggingface_hub import hf_hub_download
 
     started = time.perf_counter()
-    path = hf_hub_download(args["repo"], args["filename"], cache_dir=args["cache"])
-    emit({"path": path, "seconds": time.perf_counter() - started})
+    paths = [hf_hub_download(repo, filename, cache_dir=args["cache"]) for repo, filename in args["files"]]
+    emit({"paths": paths, "seconds": time.perf_counter() - started})
 
 
 def run_build(args: dict[str, Any]) -> None:
     from models import FULL, QUICK, build_parakeet_nemo
 
     started = time.perf_counter()
-    nemo, parameters = build_parakeet_nemo(Path(args["workdir"]), QUICK if args["quick"] else FULL)
-    emit({"nemo": str(nemo), "parameters": parameters, "seconds": time.perf_counter() - started})
+    nemo, parameters, shift = build_parakeet_nemo(Path(args["workdir"]), QUICK if args["quick"] else FULL)
+    emit(
+        {
+            "nemo": str(nemo),
+            "parameters": parameters,
+            "blank_bias_shift": shift,
+            "seconds": time.perf_counter() - started,
+        }
+    )
+
+
+def run_build_canary(args: dict[str, Any]) -> None:
+    from canary import CANARY_FULL, CANARY_QUICK, build_canary_repos
+
+    started = time.perf_counter()
+    facts = build_canary_repos(Path(args["workdir"]), CANARY_QUICK if args["quick"] else CANARY_FULL)
+    emit({**facts, "seconds": time.perf_counter() - started, "peak_rss": peak_rss()})
 
 
 def main() -> None:
@@ -209,7 +252,9 @@ def main() -> None:
         run_load(float(sys.argv[2]), sys.argv[3].split(","), json.loads(sys.argv[4]))
         return
     args = json.loads(sys.argv[2])
-    {"overhead": run_overhead, "export": run_export, "seed": run_seed, "build": run_build}[mode](args)
+    modes = {"overhead": run_overhead, "export": run_export, "seed": run_seed, "build": run_build}
+    modes["build_canary"] = run_build_canary
+    modes[mode](args)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,11 @@ def _machine(results: dict[str, Any]) -> list[str]:
     runs = [run for entry in results["time_to_ready"].values() for run in entry["runs"]]
     loads = [run["loadavg_1m"] for run in runs]
     quick = " (--quick: toy sizes, one process for all loaders; the numbers mean nothing)"
+    timeline = "; ".join(
+        f"{name} {entry['started'][11:19]}-{entry['finished'][11:19]} (load {entry['loadavg_start']:.2f}"
+        f" -> {entry['loadavg_end']:.2f})"
+        for name, entry in results["phases"].items()
+    )
     return [
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, no GPU; Linux {m['kernel']}, "
         f"Python {m['python']}, torch {m['torch']}, nemo_toolkit {m['nemo_toolkit']}, "
@@ -24,6 +29,7 @@ def _machine(results: dict[str, Any]) -> list[str]:
         "- Machine load (1-minute load average; 2 cores, shared with another engineer's test runs): "
         f"{results['loadavg_start'][0]:.2f} at the start, {results['loadavg_end'][0]:.2f} at the end, "
         f"{min(loads):.2f} to {max(loads):.2f} when each load started.",
+        f"- Phases (UTC, 1-minute load average at start -> end): {timeline}.",
     ]
 
 
@@ -34,7 +40,9 @@ def _model(results: dict[str, Any]) -> list[str]:
         f"{model['parameters'] / 1e6:.1f} M parameters "
         f"(published: {model['published_parameters'] / 1e9:.1f} B), "
         f"a {model['nemo_bytes'] / GB:.2f} GB `.nemo` holding {model['weights_bytes'] / GB:.2f} GB of "
-        f"weights ({model['weights_bytes'] / GiB:.2f} GiB).",
+        f"weights ({model['weights_bytes'] / GiB:.2f} GiB). The joint's blank bias was raised by "
+        f"{model['blank_bias_shift']:.2f} so that greedy decoding emits a speech-like number of tokens "
+        "(see benchmarks/models.py).",
     ]
 
 
@@ -52,7 +60,8 @@ def _overhead(results: dict[str, Any]) -> list[str]:
         f"batch size {o['batch_size']}, "
         f"{o['device']}, {o['threads']} torch threads, timestamps on in both, one process, alternating "
         f"after a warm-up call of each. Engine ÷ model: **{o['ratio']:.3f}**. Same text from both: "
-        f"{'yes' if o['same_text'] else 'no'}.",
+        f"{'yes' if o['same_text'] else 'no'}. The random model emitted {o['tokens_per_second']:.1f} "
+        f"tokens per second of audio; peak RSS of that process {o['peak_rss'] / GiB:.1f} GiB.",
     ]
 
 
@@ -82,6 +91,30 @@ def _downloads(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _canary(results: dict[str, Any]) -> list[str]:
+    canary = results.get("canary", {})
+    if "skipped" in canary or "time_to_ready" not in canary:
+        return [canary.get("skipped", "Not measured in this run.")]
+    model, export, c = canary["model"], canary["export"], canary["ratios"]
+    return [
+        f"A random-weight SALM with Canary-Qwen-2.5B's architecture (benchmarks/canary.py): "
+        f"{model['parameters'] / 1e6:,.1f} M parameters (published: "
+        f"{model['published_parameters'] / 1e9:.1f} B; LoRA {model['lora_parameters'] / 1e6:.1f} M of them), "
+        f"a {model['safetensors_bytes'] / 1e6:,.1f} MB bfloat16 `model.safetensors`. "
+        f"Export from the test hub: "
+        f"{export['bytes_sent']:,} bytes in {export['requests']} requests for {export['file_bytes']:,} bytes "
+        f"of files ({c['export_bytes_vs_file_size']:.4f}x). Loads as above: fresh processes, alternating, "
+        "page cache warm, medians; *ready* includes a first `generate()` of 4 tokens on the 5 s clip. "
+        "On the CPU every contender ends with a float32 model (twice the file's size in memory).",
+        "",
+        *load_table(canary["time_to_ready"], "canary_load_model"),
+        "",
+        f"Ratios for `load_model` (ready): {c['ready_vs_from_pretrained']:.2f}x `SALM.from_pretrained`, "
+        f"{c['ready_vs_floor']:.2f}x the floor. Peak RSS when the load returned, above the imports: "
+        f"{c['peak_rss_loaded_above_imports_vs_file']:.2f}x the file.",
+    ]
+
+
 def render(results: dict[str, Any]) -> str:
     ratios = results["ratios"]
     parts = [
@@ -103,20 +136,29 @@ def render(results: dict[str, Any]) -> str:
         "Each load in a fresh process, contenders alternating round by round, page cache warm, medians. "
         "*Ready* is process start until the model has transcribed a 5 s clip (so a loader cannot hide work "
         "in the first call); *model returned* is process start until the load call returned. "
-        "*Written during load* is every byte the process passed to `write()` during the load call "
-        "(`/proc/self/io` wchar: temp files included). Peak RSS includes mapped file pages that were read.",
+        "*Written to disk during load* is the page-cache bytes the process dirtied during the load call "
+        "(`/proc/self/io` write_bytes: temp files included, also ones deleted before the call returned); "
+        "*write() calls* also counts console output (wchar). Peak RSS (the process's high-water mark) "
+        "includes the mapped file pages that were read; *above the imports* subtracts what torch and NeMo "
+        "take before any model exists.",
         "",
-        *load_table(results),
+        *load_table(results["time_to_ready"]),
         "",
         f"Ratios for `load_model` (ready): {ratios['ready_vs_from_pretrained']:.2f}x `from_pretrained`, "
         f"{ratios['ready_vs_restore_from']:.2f}x `restore_from`, {ratios['ready_vs_floor']:.2f}x the floor, "
-        f"{ratios['ready_vs_load_model_plain']:.2f}x its own plain fallback. Peak RSS through the first "
+        f"{ratios['ready_vs_load_model_plain']:.2f}x its own plain fallback. "
+        f"Peak RSS when the load returned: {ratios['peak_rss_loaded_vs_weights']:.2f}x the weights "
+        f"({ratios['peak_rss_loaded_above_imports_vs_weights']:.2f}x above the imports); through the first "
         f"transcription: {ratios['peak_rss_ready_vs_weights']:.2f}x the weights "
         f"({ratios['peak_rss_above_imports_vs_weights']:.2f}x above what the imports alone take).",
         "",
         "## Engine overhead",
         "",
         *_overhead(results),
+        "",
+        "## Canary-Qwen-2.5B-sized",
+        "",
+        *_canary(results),
         "",
         "## Downloads (local test hub, tests/hubserver.py)",
         "",
@@ -133,6 +175,14 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+KEPT_SECTION = "## Soak"
+
+
 def write_doc(results: dict[str, Any], path: Path) -> None:
+    """Write the report; the soak figures (written by hand from tests/test_hardening_soak.py) are kept."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(results), encoding="utf-8")
+    text = render(results)
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if KEPT_SECTION in old:
+        text += "\n" + old[old.index(KEPT_SECTION) :]
+    path.write_text(text, encoding="utf-8")
