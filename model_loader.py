@@ -41,6 +41,7 @@ from localstt.nemo_archive import (  # noqa: E402
     read_layout,
     unpacked_folder,
 )
+from localstt.salm_loading import load_salm  # noqa: E402
 
 if "huggingface_hub" in sys.modules:  # imported before us (e.g. by a test harness): force offline too
     sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
@@ -55,7 +56,7 @@ class LoadedModel:
     dtype: str
     seconds: float
     export_dir: Path
-    method: str = ""  # how the weights were read: "mapped", "plain" or "safetensors"
+    method: str = ""  # how the weights were read: "mapped" or "plain" (.nemo), "mapped" or "safetensors"
 
 
 @dataclass(frozen=True)
@@ -125,37 +126,6 @@ def _load_nemo_asr(export_dir: Path, manifest: Manifest, device: str) -> tuple[A
         return _restore(layout, folder, fast=False, device=device), "plain"
 
 
-def _check_safetensors_keys(folder: Path, model: Any) -> None:
-    """SALM loads with strict=False; make sure the file really covers the model (tied weights aside)."""
-    from safetensors import safe_open
-
-    file_keys: set[str] = set()
-    for weights in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(weights), framework="pt") as handle:
-            file_keys.update(handle.keys())
-    state = model.state_dict()
-    loaded_storage = {state[key].data_ptr() for key in file_keys & set(state)}
-    missing = {key for key in set(state) - file_keys if state[key].data_ptr() not in loaded_storage}
-    unexpected = file_keys - set(state)
-    if missing or unexpected:
-        example = sorted(missing or unexpected)[0]
-        raise LoadError(
-            f"The weights in {folder} do not fit the model built from its config.json "
-            f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. '{example}'); "
-            "the export may be from another model version."
-        )
-
-
-def _load_salm(export_dir: Path, device: str, dtype: Any) -> Any:
-    from nemo.collections.speechlm2.models import SALM
-    from nemo.utils import logging as nemo_logging
-
-    nemo_logging.setLevel(nemo_logging.ERROR)
-    model = SALM.from_pretrained(str(export_dir), local_files_only=True)
-    _check_safetensors_keys(export_dir, model)
-    return model.to(dtype=dtype).eval().to(device)
-
-
 class ModelStore:
     """Loads models on demand and keeps them for the life of the process."""
 
@@ -186,7 +156,7 @@ class ModelStore:
             if spec.kind == "nemo-asr":
                 model, method = _load_nemo_asr(export_dir, manifest, device)
             else:
-                model, method = _load_salm(export_dir, device, dtype), "safetensors"
+                model, method = load_salm(export_dir, device, dtype)
             seconds = time.perf_counter() - started
             dtype_name = str(dtype).removeprefix("torch.")
             loaded = LoadedModel(spec, manifest, model, device, dtype_name, seconds, export_dir, method)
