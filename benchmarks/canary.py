@@ -87,6 +87,7 @@ def _resize_llm(llm_dir: Path, sizes: dict[str, int]) -> None:
         initializer_range=0.02,
         max_position_embeddings=40960,
     )
+    config.pop("layer_types", None)  # one entry per layer: rebuilt for the new layer count
     if sizes["llm_vocab"]:
         config["vocab_size"] = sizes["llm_vocab"]
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import sys
 import time
@@ -32,7 +31,13 @@ def emit(result: dict[str, Any]) -> None:
 
 
 def peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    """This process's peak resident memory in bytes (VmHWM).
+
+    Not getrusage's ru_maxrss: that survives fork and exec, so a child starts with its parent's peak.
+    """
+    with open("/proc/self/status", encoding="ascii") as handle:
+        fields = dict(line.split(":", 1) for line in handle)
+    return int(fields["VmHWM"].split()[0]) * 1024  # kB
 
 
 def written() -> tuple[int, int]:

@@ -26,7 +26,7 @@ def _machine(results: dict[str, Any]) -> list[str]:
         f"huggingface_hub {m['huggingface_hub']}.",
         f"- Run: {results['started']} to {results['finished']} (UTC), {results['rounds']} rounds"
         f"{quick if results['quick'] else ''}.",
-        "- Machine load (1-minute load average; 2 cores, shared with another engineer's test runs): "
+        "- Machine load (1-minute load average; 2 cores; other work may have run beside it): "
         f"{results['loadavg_start'][0]:.2f} at the start, {results['loadavg_end'][0]:.2f} at the end, "
         f"{min(loads):.2f} to {max(loads):.2f} when each load started.",
         f"- Phases (UTC, 1-minute load average at start -> end): {timeline}.",
