@@ -1,13 +1,14 @@
 """Benchmarks: time to ready, memory, temp disk, engine overhead and downloads, against NeMo's own loading.
 
-    uv run python benchmarks/run.py            # full size (Parakeet-TDT-0.6B-v2 shape), about 30 min
+    uv run python benchmarks/run.py            # full size: about 2 hours on 2 CPU cores
+    uv run python benchmarks/run.py --resume   # only the phases missing from WORKDIR/partial.json
     uv run python benchmarks/run.py --quick    # toy sizes, one round: checks the script still works
 
 Everything is measured in one run: the loaders alternate round by round, each load in a fresh
 process, medians over the rounds. Results go to benchmarks/results.json and docs/benchmarks.md
 (--quick: to benchmarks/work/quick/ unless --results/--doc say otherwise). Nothing is downloaded
-from the internet: models are random-weight builds of the real architectures (benchmarks/models.py)
-and downloads go to the test hub on 127.0.0.1 (tests/hubserver.py).
+from the internet: models are random-weight builds of the real architectures (benchmarks/models.py,
+benchmarks/canary.py) and downloads go to the test hub on 127.0.0.1 (tests/hubserver.py).
 """
 
 from __future__ import annotations
