@@ -25,7 +25,6 @@ if str(TESTS) not in sys.path:
 
 from tiny_models import (  # noqa: E402
     CANARY_REPO_ID,
-    LLM_FILES,
     build_tiny_qwen_repo,
     save_canary_repo,
     tiny_salm_config,
@@ -152,7 +151,6 @@ def canary_hub_files(facts: dict[str, Any]) -> tuple[dict[str, bytes], dict[str,
 
 
 SEED_FILES = [(CANARY_REPO_ID, "config.json"), (CANARY_REPO_ID, "model.safetensors")]
-SEED_LLM_FILES = LLM_FILES
 
 
 # --------------------------------------------------------------------------- the contenders
