@@ -28,7 +28,7 @@ TESTS = Path(__file__).resolve().parent.parent / "tests"
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from tiny_models import tiny_parakeet_config  # noqa: E402
+from tiny_models import tiny_parakeet_config, train_tiny_spm_tokenizer  # noqa: E402
 
 FULL = {
     "d_model": 1024,
@@ -61,7 +61,7 @@ SENTENCES = [
 ]
 
 
-def _synthetic_corpus(path: Path, lines: int = 4000) -> None:
+def _synthetic_corpus(lines: int = 4000) -> list[str]:
     """Enough varied English-like text for a 1024-piece BPE vocabulary (deterministic)."""
     rng = random.Random(0)
     onsets = ["", "b", "c", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "w", "st", "tr"]
@@ -75,28 +75,14 @@ def _synthetic_corpus(path: Path, lines: int = 4000) -> None:
         " ".join(rng.choice(words) for _ in range(rng.randint(5, 15))).capitalize() + "."
         for _ in range(lines)
     ]
-    path.write_text("\n".join(SENTENCES * 20 + text) + "\n", encoding="utf-8")
+    return SENTENCES * 20 + text
 
 
 def build_tokenizer(folder: Path, vocab_size: int) -> Path:
     """A sentencepiece BPE tokenizer (tokenizer.model + vocab.txt, as NeMo wants), built once."""
-    from nemo.collections.common.tokenizers.sentencepiece_tokenizer import create_spt_model
-
     if (folder / "tokenizer.model").exists():
         return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    corpus = folder / "corpus.txt"
-    _synthetic_corpus(corpus)
-    create_spt_model(
-        str(corpus),
-        vocab_size=vocab_size,
-        sample_size=-1,
-        do_lower_case=False,
-        tokenizer_type="bpe",
-        output_dir=str(folder),
-    )
-    corpus.unlink()
-    return folder
+    return train_tiny_spm_tokenizer(folder, vocab_size, _synthetic_corpus())
 
 
 def parakeet_config(tokenizer_dir: Path, sizes: dict[str, int]) -> dict[str, Any]:

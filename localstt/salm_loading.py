@@ -48,7 +48,6 @@ def load_salm(export_dir: Path, device: str, dtype: Any) -> tuple[Any, str]:
             raise
         except Exception as error:  # internals moved: from_pretrained gives the same model
             problem = f"{type(error).__name__}: {error}"
-            model = None
             gc.collect()
     if model is None:
         from nemo.collections.speechlm2.models import SALM

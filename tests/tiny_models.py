@@ -44,13 +44,14 @@ TOKENIZER_CORPUS = [
 # --------------------------------------------------------------------------- parakeet
 
 
-def train_tiny_spm_tokenizer(out_dir: Path, vocab_size: int = 96) -> Path:
-    """Train a small sentencepiece BPE tokenizer; ``out_dir`` gets tokenizer.model and vocab.txt."""
+def train_tiny_spm_tokenizer(out_dir: Path, vocab_size: int = 96, lines: list[str] | None = None) -> Path:
+    """Train a sentencepiece BPE tokenizer on `lines` (default: the tiny corpus); ``out_dir`` gets
+    tokenizer.model and vocab.txt."""
     from nemo.collections.common.tokenizers.sentencepiece_tokenizer import create_spt_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus = out_dir / "corpus.txt"
-    corpus.write_text("\n".join(TOKENIZER_CORPUS * 4) + "\n", encoding="utf-8")
+    corpus.write_text("\n".join(TOKENIZER_CORPUS * 4 if lines is None else lines) + "\n", encoding="utf-8")
     create_spt_model(
         str(corpus),
         vocab_size=vocab_size,
