@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the test suite: system packages, the locked Python environment,
-# ruff, then pytest. Offline: tests talk only to servers they start on 127.0.0.1.
+# ruff, then pytest. Offline: tests talk only to servers they start on 127.0.0.1, except
+# tests/test_setup.py, which installs uv from the package index through pip as a new user would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-system-packages.sh espeak-ng sox libsox-fmt-all ffmpeg chromium fonts-dejavu-core
+bash scripts/install-system-packages.sh espeak-ng sox libsox-fmt-all chromium fonts-dejavu-core
 uv=$(bash scripts/ensure-uv.sh)
 "$uv" sync --locked --compile-bytecode  # bytecode: each NeMo process starts ~15 s faster
 "$uv" run --no-sync ruff check .
