@@ -15,6 +15,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # before huggingface_hub
 
 import argparse
 import json
+import logging
 import re
 import shutil
 import sys
@@ -50,6 +51,16 @@ from localstt.manifest import (
     read_manifest,
     record_verified,
 )
+from localstt.portability import (
+    free_name,
+    interrupt_on_ctrl_break,
+    is_sharing_violation,
+    link_or_copy,
+    long_path_problem,
+    move_folder,
+)
+
+logger = logging.getLogger("export_models")
 
 FILE_PATTERNS: dict[str, dict[str, str]] = {
     "nemo-asr": {"*.nemo": "{name}"},
@@ -68,6 +79,9 @@ LLM_FILE_PATTERNS = {
     "generation_config.json": "llm_backbone/generation_config.json",
 }
 DISK_MARGIN_BYTES = 100 * 1000 * 1000
+# Room, beyond the export's own files, for what the loader unpacks beside a .nemo (nemo_archive.py):
+# ".unpacked-<16 hex>/" and NeMo's "<32 hex>_tokenizer.model"-like member names.
+UNPACKED_PATH_MARGIN = 80
 
 
 def _tool_versions() -> dict[str, str]:
@@ -92,15 +106,39 @@ def _own_dirs(root: Path, key: str, suffix: str) -> list[Path]:
 
 
 def _previous_dirs(config: AppConfig, key: str) -> list[Path]:
-    found = _own_dirs(config.models_dir / ".previous", key, "([0-9a-f]{12}|x)")
+    # ".N": a second folder for the same revision, where an earlier one could not be removed (Windows).
+    found = _own_dirs(config.models_dir / ".previous", key, r"([0-9a-f]{12}|x)(\.[0-9]+)?")
     return sorted(found, key=lambda p: p.stat().st_mtime)
 
 
 def _remove_export_tree(folder: Path) -> None:
     """Delete a superseded or abandoned folder, manifest first, so a kill midway never leaves a
-    folder that _recover would take for a complete export."""
-    (folder / MANIFEST_NAME).unlink(missing_ok=True)
+    folder that _recover would take for a complete export.
+
+    On Windows a file that a program holds open cannot be deleted: what is left stays (the manifest
+    first gone where it could be) and the next run removes it.
+    """
+    try:
+        (folder / MANIFEST_NAME).unlink(missing_ok=True)
+    except OSError as error:
+        if not is_sharing_violation(error):
+            raise
+        logger.warning("could not remove %s yet (%s); the next run removes it", folder, error)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def _move_export_folder(source: Path, target: Path, export_dir: Path, outcome: str) -> None:
+    """move_folder, with Windows' "a file in it is open" refusal worded as one ExportError."""
+    try:
+        move_folder(source, target)
+    except OSError as error:
+        if not is_sharing_violation(error):
+            raise
+        raise ExportError(
+            f"Windows would not move {source} ({error.strerror or error}), which happens while a program "
+            f"has one of its files open: close the app (or any program using {export_dir}) first, "
+            f"then run the same command again; {outcome}."
+        ) from error
 
 
 def _install(config: AppConfig, spec: ModelSpec, staging: Path, move_pin: bool) -> None:
@@ -115,6 +153,10 @@ def _install(config: AppConfig, spec: ModelSpec, staging: Path, move_pin: bool) 
     2. config.toml gets the new pin                   (pin new, no export)
     3. the staging folder becomes the export          (pin new, new export)
     4. the superseded export and abandoned staging folders are removed, manifests first
+
+    No rename replaces an existing folder (Windows never does that), and a folder whose files a
+    running app holds open (Windows refuses to move it) stops the swap at step 1 with an ExportError
+    that says to close the app, before anything changed.
     """
     export_dir = config.models_dir / spec.key
     old = read_manifest(export_dir)
@@ -122,11 +164,13 @@ def _install(config: AppConfig, spec: ModelSpec, staging: Path, move_pin: bool) 
         previous = config.models_dir / ".previous" / f"{spec.key}-{(old.revision if old else 'x')[:12]}"
         previous.parent.mkdir(parents=True, exist_ok=True)
         _remove_export_tree(previous)
-        os.replace(export_dir, previous)
+        _move_export_folder(
+            export_dir, free_name(previous), export_dir, "the current export was left as it was"
+        )
     if move_pin:
         write_pin(config.path, spec.key, spec.revision, spec.llm_revision if spec.kind == "salm" else None)
         print(f"{spec.key}: config.toml now pins {spec.short_revision}")
-    os.replace(staging, export_dir)
+    _move_export_folder(staging, export_dir, export_dir, "that rerun puts the verified new export in place")
     abandoned = _own_dirs(config.models_dir / ".staging", spec.key, "[0-9a-f]{12}(-[0-9a-f]{12})?")
     for leftover in [*_previous_dirs(config, spec.key), *abandoned]:
         _remove_export_tree(leftover)
@@ -151,7 +195,7 @@ def _recover(config: AppConfig, spec: ModelSpec) -> None:
     for previous in reversed(_previous_dirs(config, spec.key)):  # killed before the pin moved: undo
         old = read_manifest(previous)
         if old is not None and old.key == spec.key and not find_problems(previous, old, "size"):
-            os.replace(previous, export_dir)
+            _move_export_folder(previous, export_dir, export_dir, f"that rerun puts {previous} back")
             print(f"{spec.key}: put back the export at {old.revision[:12]} that an interrupted run had moved")
             return
 
@@ -198,20 +242,25 @@ def _describe_changes(old: Manifest | None, files: list[RemoteFile]) -> None:
             print(f"  changed  {path} ({human_size(after[path].size)})")
 
 
-def _reusable(export_dir: Path, remote: RemoteFile) -> Path | None:
-    """A file of the current export with exactly the wanted content, to link instead of downloading."""
+def _reusable(export_dir: Path, remote: RemoteFile) -> tuple[Path, str] | None:
+    """A file of the current export with exactly the wanted content, to link instead of downloading,
+    and its sha256."""
     candidate = export_dir / remote.destination
     if not candidate.is_file() or candidate.stat().st_size != remote.size:
         return None
-    return candidate if remote.is_expected_content(*hash_file(candidate)) else None
+    sha256, git_sha1 = hash_file(candidate)
+    return (candidate, sha256) if remote.is_expected_content(sha256, git_sha1) else None
 
 
-def _link_or_copy(source: Path, destination: Path) -> None:
+def _link_or_copy(source: Path, destination: Path, sha256: str) -> bool:
+    """`destination` holding `source`'s content, whose sha256 was just checked: a hard link (the same
+    file: nothing to check again), or where links are refused (FAT32, exFAT, network shares) a copy,
+    hashed again since its bytes were written anew. False when the copy came out different."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, destination)
-    except OSError:
-        shutil.copy2(source, destination)
+    if link_or_copy(source, destination) or hash_file(destination)[0] == sha256:
+        return True
+    destination.unlink()
+    return False
 
 
 def _check_llm_name(staging: Path, spec: ModelSpec) -> None:
@@ -223,10 +272,20 @@ def _check_llm_name(staging: Path, spec: ModelSpec) -> None:
         )
 
 
+def _check_path_lengths(spec: ModelSpec, files: list[RemoteFile], staging: Path, export_dir: Path) -> None:
+    """Refuse, before any download, paths that Windows without long-path support cannot open."""
+    paths = [str(folder / remote.destination) for folder in (staging, export_dir) for remote in files]
+    if spec.kind == "nemo-asr":
+        paths.append(str(export_dir) + "x" * UNPACKED_PATH_MARGIN)
+    if (problem := long_path_problem(paths)) is not None:
+        raise ExportError(f"{problem}.")
+
+
 def _fill_staging(
     config: AppConfig, spec: ModelSpec, files: list[RemoteFile], staging: Path
 ) -> list[FileRecord]:
     export_dir = config.models_dir / spec.key
+    _check_path_lengths(spec, files, staging, export_dir)
     fetch_root = staging / ".fetch"
     for orphan in fetch_root.rglob("*.incomplete") if fetch_root.exists() else []:
         orphan.unlink()  # left by a killed run; we hold the lock, so nobody is writing it
@@ -242,10 +301,10 @@ def _fill_staging(
                 )
                 continue
             target.unlink()
-        if (source := _reusable(export_dir, remote)) is not None:
-            _link_or_copy(source, target)
+        reusable = _reusable(export_dir, remote)
+        if reusable is not None and _link_or_copy(reusable[0], target, reusable[1]):
             records[remote.destination] = FileRecord(
-                remote.destination, remote.size, hash_file(target)[0], remote.source
+                remote.destination, remote.size, reusable[1], remote.source
             )
             continue
         todo.append(remote)
@@ -374,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     action.add_argument("--update", action="store_true", help="move the pins to the hub's current main")
     action.add_argument("--repair", action="store_true", help="download again files that fail the check")
     args = parser.parse_args(argv)
+    interrupt_on_ctrl_break()
 
     try:
         config = load_config(args.config)

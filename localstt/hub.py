@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import fnmatch
 import hashlib
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.hf_api import RepoFile
 
 from localstt.manifest import HASH_CHUNK
+from localstt.portability import replace_with_retry
 
 RETRY_DELAYS_S = (1.0, 2.0, 4.0)
 T = TypeVar("T")
@@ -227,7 +227,7 @@ def download_verified(remote: RemoteFile, fetch_dir: Path, destination: Path) ->
         sha256, git_sha1 = hash_file(downloaded)
         if size == remote.size and remote.is_expected_content(sha256, git_sha1):
             destination.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(downloaded, destination)
+            replace_with_retry(downloaded, destination)
             return sha256
         downloaded.unlink()
         print(f"  {remote.path}: downloaded content does not match the hub's hash; fetching again")

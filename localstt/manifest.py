@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from localstt import portability
 from localstt.config import DEFAULT_CONFIG_PATH, ModelSpec
 
 MANIFEST_NAME = "manifest.json"
@@ -95,12 +96,19 @@ def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> st
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to a temp file beside `path` and rename it over `path` (retried while Windows
+    refuses because a reader has `path` open). "\n" is written as is on every OS, so the bytes do not
+    depend on where they were written."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with temporary.open("w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        portability.replace_with_retry(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def read_manifest(export_dir: Path) -> Manifest | None:
@@ -113,14 +121,30 @@ def read_manifest(export_dir: Path) -> Manifest | None:
 
 
 def _stamp(path: Path) -> list[int]:
-    """What changes when a file is replaced or rewritten. The ctime is in it because nobody can set it:
-    a file rewritten in place with its mtime put back (os.utime) still gets a new ctime."""
+    """What changes when a file is replaced or rewritten, as far as os.stat can tell on this OS.
+
+    Linux, macOS: [size, mtime, inode, ctime]. The ctime (inode change time) is in it because nobody
+    can set it: a file rewritten in place with its mtime put back (os.utime) still gets a new ctime.
+    So a replaced file (new inode), a size change and any rewrite in place are caught.
+
+    Windows: [size, mtime, file index]. There st_ctime is the creation time (Python 3.11; deprecated
+    for it in 3.12+, where it still is), which a rewrite never changes and "file tunnelling" even
+    hands on to a new file of the same name, so it is left out; NTFS's change time is not exposed by
+    os.stat. A replaced file (new file index), a size change or a rewrite that moves the mtime is
+    caught; a same-size rewrite in place whose mtime is then put back (SetFileTime/os.utime) is not,
+    and on FAT32/exFAT (mtime kept in 2 s steps) neither is a same-size rewrite within the same 2 s.
+    `verify_on_load = "full"` and `export_models.py --verify` hash every file whatever the stamps say.
+    A stamp written on one OS never matches on the other, so a copied export is hashed once again.
+    """
     stat = path.stat()
+    if portability.IS_WINDOWS:
+        return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
     return [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns]
 
 
 def record_verified(export_dir: Path, manifest: Manifest) -> None:
-    """Remember each file's size, mtime and inode as of a full sha256 check."""
+    """Remember each file's stamp (_stamp: size, mtime, inode, and on POSIX ctime) as of a full sha256
+    check."""
     stamps = {record.path: _stamp(export_dir / record.path) for record in manifest.files}
     atomic_write_text(export_dir / STAMPS_NAME, json.dumps(stamps, indent=1) + "\n")
 
@@ -148,8 +172,9 @@ def find_problems(
     """Compare the files on disk with the manifest.
 
     size:  every file present with its recorded size.
-    quick: size, plus a full sha256 of any file whose size, mtime, inode or ctime differ from the
-           stamp left by the last full check (so a file rewritten in place is re-hashed).
+    quick: size, plus a full sha256 of any file whose size, mtime, inode or ctime (not on Windows;
+           see _stamp for what each OS catches) differ from the stamp left by the last full check,
+           so a file rewritten in place is re-hashed.
     full:  size and sha256 of every file.
 
     `verified` (quick and full) receives the stamp of each file known good: unchanged since its last

@@ -26,6 +26,7 @@ import hashlib
 import inspect
 import json
 import os
+import secrets
 import shutil
 import tarfile
 import tempfile
@@ -33,6 +34,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from localstt.portability import move_folder
 
 WEIGHTS_MEMBER = "model_weights.ckpt"
 UNPACKED_PREFIX = ".unpacked-"
@@ -131,16 +134,18 @@ def unpacked_folder(layout: NemoLayout, nemo_sha256: str) -> Iterator[Path]:
         staging.mkdir()
         _unpack(layout, nemo_sha256, staging)
         if folder.exists():  # damaged or stale: move it aside first, never rewrite it in place
-            trash = folder.with_name(f"{folder.name}.old-{os.getpid()}")
-            os.replace(folder, trash)
+            # A fresh name: a folder is never renamed over another (Windows refuses, POSIX unless empty).
+            trash = folder.with_name(f"{folder.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+            move_folder(folder, trash)
             shutil.rmtree(trash, ignore_errors=True)
-        os.replace(staging, folder)
-    except OSError:
+        move_folder(staging, folder)
+    except OSError:  # read-only export, or (Windows) another running app has files of `folder` open
         shutil.rmtree(staging, ignore_errors=True)
         if _is_valid_unpacked(folder, layout, nemo_sha256):  # another process won the race
             yield folder
             return
-        with tempfile.TemporaryDirectory(prefix="localstt-nemo-") as temporary:
+        # ignore_cleanup_errors: on Windows a file still open in it must not fail a finished load
+        with tempfile.TemporaryDirectory(prefix="localstt-nemo-", ignore_cleanup_errors=True) as temporary:
             _unpack(layout, nemo_sha256, Path(temporary))
             yield Path(temporary)
         return

@@ -18,7 +18,6 @@ import itertools
 import json
 import math
 import os
-import re
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from localstt.portability import safe_file_stem, write_new_file
 from localstt.transcript import Segment, Transcript, Word
 
 MIN_CUE_SECONDS = 0.7
@@ -193,6 +193,11 @@ def write_outputs(transcript: Transcript, formats: Iterable[str], out_dir: Path,
     Each file is written to a temporary file and moved into place atomically. A different file
     already at the name is never replaced: the next free ``stem-1.<ext>``, ``stem-2.<ext>``...
     is used instead. A file with exactly the same content is left as it is and returned.
+
+    The stem is made a valid name on every OS (portability.safe_file_stem): characters Windows
+    forbids become "_", and a Windows device name gets "_" appended (``CON`` -> ``CON_.srt``), so
+    the files can be copied to Windows. Where the file system has no hard links (FAT32, exFAT, some
+    network shares) the file is created exclusively instead, which still never overwrites.
     """
     keys: list[str] = []
     for name in formats:
@@ -203,7 +208,7 @@ def write_outputs(transcript: Transcript, formats: Iterable[str], out_dir: Path,
             keys.append(key)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    safe_stem = re.sub(r'[\x00-\x1f<>:"/\\|?*]', "_", stem).strip(" .") or "transcript"
+    safe_stem = safe_file_stem(stem)
     return [
         _write_new_file(out_dir, safe_stem, key, WRITERS[key].render(transcript).encode("utf-8"))
         for key in keys
@@ -225,11 +230,9 @@ def _write_new_file(out_dir: Path, stem: str, extension: str, data: bytes) -> Pa
                     return target
                 continue
             try:
-                os.link(temporary, target)  # atomic, and fails rather than replace a new arrival
+                write_new_file(temporary, target, data)  # fails rather than replace a new arrival
             except FileExistsError:
                 continue
-            except OSError:  # no hard links on this file system (FAT, some network shares)
-                os.replace(temporary, target)
             return target
         raise AssertionError("unreachable")
     finally:
