@@ -1,24 +1,25 @@
 """Decode any user recording to 16 kHz mono float32, or refuse it with one clear sentence.
 
 WAV, FLAC, OGG/Vorbis, MP3 (and whatever else libsndfile opens) are read with soundfile;
-M4A, AAC, MP4, WebM, Opus and anything libsndfile cannot open go through ffmpeg. Either way
-the decoder's native-rate float32 output is averaged to mono and resampled to 16 kHz by soxr
-("HQ") in Python, block by block, so both paths give the same result and a long recording never
-sits in memory at its source rate. The length is checked from the header before decoding, and
+M4A, AAC, MP4, WebM, Opus and anything libsndfile cannot open (or whose header hides its length)
+are decoded in-process by PyAV, FFmpeg's libraries bundled in its wheel: no program is run. Either
+way the decoder's native-rate float32 output is averaged to mono and resampled to 16 kHz by soxr
+("HQ") in Python, in the same 10 s blocks, so both paths give the same result and a long recording
+never sits in memory at its source rate. The length is checked from the header before decoding, and
 decoding stops one second past the limit, so a tiny file claiming (or hiding) hours is refused.
 """
 
 from __future__ import annotations
 
 import codecs
-import json
 import re
-import shutil
-import subprocess
-import tempfile
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import soundfile as sf
 import soxr
@@ -26,12 +27,16 @@ import soxr
 TARGET_RATE = 16_000
 SILENCE_PEAK = 10 ** (-60 / 20)  # a recording whose loudest sample is below -60 dBFS is "silent"
 MIN_SECONDS = 0.1
-FFMPEG_EXTENSIONS = frozenset(
+PYAV_EXTENSIONS = frozenset(
     {".m4a", ".m4b", ".aac", ".mp4", ".mov", ".3gp", ".webm", ".mkv", ".mka", ".opus", ".wma"}
 )
 _BLOCK_SECONDS = 10
 _UNKNOWN_FRAMES = 2**62  # libsndfile's frame count for a stream whose header gives no length
 _PADDING_TRIM_S = 0.1  # codec padding past the declared stream length that is cut off
+# Raw codec streams with no length field: FFmpeg's length for them is a guess from the bit rate, so
+# they are decoded as streams without a length (running limit, no truncation check or padding trim).
+_GUESSED_LENGTH_FORMATS = frozenset({"aac", "ac3", "eac3", "dts"})
+_MAX_ERROR_RATE = 2 / 3  # ffmpeg's own -max_error_rate: more packets than this failing = damaged
 _LIMIT_KEY = "`max_audio_minutes` in the [transcription] section of config.toml"
 # First bytes of containers that hold audio: failing to decode one of these means damage.
 _MAGIC = {b"RIFF": "WAV", b"RF64": "WAV", b"FORM": "AIFF", b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3": "MP3"}
@@ -49,7 +54,7 @@ class DecodedAudio:
     duration: float
     source_sample_rate: int
     source_channels: int
-    decoder: str  # "soundfile" or "ffmpeg"
+    decoder: str  # "soundfile" or "pyav"
 
 
 def decode_audio(path: Path, max_seconds: float | None) -> DecodedAudio:
@@ -57,38 +62,19 @@ def decode_audio(path: Path, max_seconds: float | None) -> DecodedAudio:
     if max_seconds is not None and max_seconds <= 0:
         raise ValueError(f"max_seconds must be positive, not {max_seconds}")
     path = Path(path)
-    head, name, needs_ffmpeg = _read_head(path), path.name, path.suffix.lower() in FFMPEG_EXTENSIONS
-    headerless = False
-    if not needs_ffmpeg:
+    head = _read_head(path)
+    if path.suffix.lower() not in PYAV_EXTENSIONS:
         try:
             info = sf.info(str(path))
         except sf.SoundFileError:
-            pass  # not for libsndfile: ffmpeg may know it
+            pass  # not for libsndfile: PyAV may know it
         else:
             shape = (int(info.samplerate), int(info.channels), int(info.frames))
-            # A streamed FLAC (no length in its header) reads as SF_COUNT_MAX frames; ffmpeg decodes
-            # it with the running limit instead, as it does every headerless stream.
+            # A streamed FLAC (no length in its header) reads as SF_COUNT_MAX frames; PyAV decodes it
+            # with the running limit instead, as it does every headerless stream.
             if shape[2] < _UNKNOWN_FRAMES:
                 return _decode_soundfile(path, shape, str(info.format), max_seconds)
-            headerless = True
-    ffmpeg, ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
-    if ffmpeg is None or ffprobe is None:
-        container = _sniff(head)
-        if headerless:
-            raise AudioError(
-                f"'{name}' does not give its length in its header (a streamed recording), which only "
-                "ffmpeg reads safely; install ffmpeg or convert the file to WAV."
-            )
-        if container in {"WAV", "AIFF", "FLAC", "Ogg", "MP3"} and not needs_ffmpeg:
-            raise AudioError(_damaged(name, container, "libsndfile cannot open it"))
-        if container is None and (not needs_ffmpeg or _is_text(head)):
-            raise AudioError(_not_audio(name, head, ffmpeg_missing=True))
-        raise AudioError(
-            f"'{name}' is in a format ({path.suffix or 'unknown'}) that needs ffmpeg, which was "
-            "not found on PATH; install ffmpeg (for example `sudo apt install ffmpeg`, "
-            "`brew install ffmpeg` or `winget install ffmpeg`) or convert the file to WAV or FLAC."
-        )
-    return _decode_ffmpeg(path, head, ffmpeg, ffprobe, max_seconds)
+    return _decode_pyav(path, head, max_seconds)
 
 
 def split_at_quiet_points(
@@ -195,59 +181,55 @@ def _decode_soundfile(
     return _finish(path.name, collector.finish(), rate, channels, "soundfile", max_seconds)
 
 
-def _decode_ffmpeg(
-    path: Path, head: bytes, ffmpeg: str, ffprobe: str, max_seconds: float | None
-) -> DecodedAudio:
-    name, target = path.name, f"file:{path}"
-    probe = subprocess.run(
-        [ffprobe, "-v", "error", "-select_streams", "a:0", "-of", "json", "-show_entries",
-         "stream=sample_rate,channels,duration:format=duration,nb_streams", target],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", check=False,
-    )  # fmt: skip
-    if probe.returncode != 0:
-        if _sniff(head) is None:
-            raise AudioError(_not_audio(name, head, ffmpeg_missing=False))
-        raise AudioError(_damaged(name, _sniff(head) or "", _ffmpeg_detail(probe.stderr, path)))
-    meta = json.loads(probe.stdout or "{}")
-    streams = meta.get("streams") or []
-    if not streams:
-        raise AudioError(
-            f"'{name}' contains no audio stream (it may be a video without sound or not a "
-            "recording at all); choose a file that has sound."
+def _decode_pyav(path: Path, head: bytes, max_seconds: float | None) -> DecodedAudio:
+    name, kind = path.name, _sniff(head) or ""
+    if not kind and _is_text(head):  # text (a playlist, a list of files) is never a recording
+        raise AudioError(_not_audio(name, head))
+    try:  # "file:" so that a name such as "a:b.m4a" is not taken for a protocol; files only
+        container = av.open(
+            f"file:{path}", metadata_errors="replace", container_options={"protocol_whitelist": "file"}
         )
-    rate, channels = int(streams[0].get("sample_rate") or 0), int(streams[0].get("channels") or 0)
-    if rate <= 0 or channels <= 0:
-        raise AudioError(_damaged(name, "", "ffprobe finds no sample rate or channel count"))
-    stream_duration = declared = _to_float(streams[0].get("duration"))
-    if declared is None and int(meta.get("format", {}).get("nb_streams") or 0) == 1:
-        declared = _to_float(meta["format"].get("duration"))  # the only stream: the file's length
-    _refuse_too_long(name, declared or 0.0, max_seconds)
+    except av.FFmpegError as exc:
+        raise AudioError(_damaged(name, kind, _av_detail(exc)) if kind else _not_audio(name, head)) from exc
+    with container:
+        if not container.streams.audio:
+            raise AudioError(
+                f"'{name}' contains no audio stream (it may be a video without sound or not a "
+                "recording at all); choose a file that has sound."
+            )
+        stream = container.streams.audio[0]
+        if stream.codec_context is None:  # FFmpeg has no decoder for it
+            raise AudioError(
+                f"'{name}' holds audio in a codec that cannot be decoded here; convert the recording "
+                "to WAV, FLAC, MP3 or M4A."
+            )
+        rate, channels = int(stream.codec_context.sample_rate or 0), int(stream.codec_context.channels or 0)
+        if rate <= 0 or channels <= 0:
+            raise AudioError(_damaged(name, kind, "its header gives no sample rate or channel count"))
+        stream_duration = declared = None
+        if container.format.name not in _GUESSED_LENGTH_FORMATS:
+            stream_duration = declared = _seconds(stream.duration, stream.time_base)
+            if declared is None and len(container.streams) == 1:  # the only stream: the file's length
+                declared = _seconds(container.duration, Fraction(1, av.time_base))
+        _refuse_too_long(name, declared or 0.0, max_seconds)  # from the header, before decoding
 
-    frame_bytes = 4 * channels
-    collector = _Collector(name, rate)
-    command = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-i", target, "-map", "0:a:0",
-               "-ac", str(channels), "-ar", str(rate), "-f", "f32le", "pipe:1"]  # fmt: skip
-    with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
-        assert process.stdout is not None
-        pending = b""
-        try:
-            while data := process.stdout.read(frame_bytes * rate * _BLOCK_SECONDS):
-                data, usable = pending + data, (len(pending) + len(data)) // frame_bytes
-                pending = data[usable * frame_bytes :]
-                block = np.frombuffer(data, dtype="<f4", count=usable * channels)
-                collector.add(block.reshape(-1, channels))
-                _stop_past_limit(name, collector.frames, rate, max_seconds)
-            returncode = process.wait()
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            process.stdout.close()
-        errors.seek(0)
-        stderr = errors.read().decode("utf-8", "replace")
-    if returncode != 0:
-        raise AudioError(_damaged(name, _sniff(head) or "", _ffmpeg_detail(stderr, path)))
+        collector, block = _Collector(name, rate), rate * _BLOCK_SECONDS
+        pending: list[np.ndarray] = []
+        held = decoded = 0
+        with closing(_pyav_frames(name, kind, container, stream)) as frames:
+            for frame in frames:
+                decoded += len(frame)
+                _stop_past_limit(name, decoded, rate, max_seconds)
+                pending.append(frame)
+                held += len(frame)
+                if held >= block:  # the soundfile path's whole blocks: the same resampling, sample for sample
+                    data = np.concatenate(pending)
+                    whole = held // block * block
+                    for start in range(0, whole, block):
+                        collector.add(data[start : start + block])
+                    pending, held = [data[whole:]], held - whole
+        if held:
+            collector.add(np.concatenate(pending))
     if declared is not None:
         _refuse_truncated(name, declared, collector.frames / rate)
     samples = collector.finish()
@@ -255,7 +237,74 @@ def _decode_ffmpeg(
         keep = round(stream_duration * TARGET_RATE)
         if 0 < len(samples) - keep <= _PADDING_TRIM_S * TARGET_RATE:
             samples = samples[:keep]
-    return _finish(name, samples, rate, channels, "ffmpeg", max_seconds)
+    return _finish(name, samples, rate, channels, "pyav", max_seconds)
+
+
+def _pyav_frames(
+    name: str, kind: str, container: av.container.InputContainer, stream: av.audio.stream.AudioStream
+) -> Iterator[np.ndarray]:
+    """The stream decoded to float32 arrays of shape (frames, channels), one per codec frame.
+
+    As in ffmpeg's own `-ac -ar -f f32le` output, libswresample keeps the stream's rate and channel
+    layout even if a frame changes its format, rate or layout; a packet that fails to decode is
+    skipped unless most do, and a demuxing error ends the stream (the truncation check follows).
+    """
+    codec = stream.codec_context
+    converter = _PackedFloat(codec.layout, codec.sample_rate, codec.channels)
+    good = bad = 0
+    first_error: av.FFmpegError | None = None
+    packets = container.demux(stream)  # its last packets are empty ones that flush the decoder
+    try:
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.FFmpegError:
+                packet = None  # damaged from here on: keep what was decoded, flush the decoder
+            try:
+                frames = codec.decode(packet)
+            except av.FFmpegError as exc:
+                bad += 1
+                first_error = first_error or exc
+            else:
+                good += 1
+                for frame in frames:
+                    yield from converter.convert(frame)
+            if packet is None:
+                break
+        yield from converter.convert(None)
+    except av.FFmpegError as exc:  # libswresample cannot convert a frame
+        raise AudioError(_damaged(name, kind, _av_detail(exc))) from exc
+    if first_error is not None and bad > _MAX_ERROR_RATE * (good + bad):
+        raise AudioError(_damaged(name, kind, _av_detail(first_error)))
+
+
+class _PackedFloat:
+    """Turns decoded frames of any sample format into float32 (frames, channels) arrays at one rate
+    and layout, through an av.AudioResampler made anew whenever the frames' own format changes."""
+
+    def __init__(self, layout: av.AudioLayout, rate: int, channels: int) -> None:
+        self._layout, self._rate, self._channels = layout, rate, channels
+        self._resampler: av.AudioResampler | None = None
+        self._source: tuple[str, str, int] | None = None
+
+    def convert(self, frame: av.AudioFrame | None) -> Iterator[np.ndarray]:
+        """Arrays for ``frame``; None flushes what the resampler still holds."""
+        source = None if frame is None else (frame.format.name, frame.layout.name, frame.sample_rate)
+        if source != self._source and self._resampler is not None:
+            yield from self._arrays(self._resampler.resample(None))
+            self._resampler = None
+        if frame is None:
+            return
+        if self._resampler is None:
+            self._resampler, self._source = av.AudioResampler("flt", self._layout, self._rate), source
+        yield from self._arrays(self._resampler.resample(frame))
+
+    def _arrays(self, frames: list[av.AudioFrame | None]) -> Iterator[np.ndarray]:
+        for frame in frames:  # a pass-through resampler "flushes" to [None]
+            if frame is not None and frame.samples:
+                yield frame.to_ndarray().reshape(-1, self._channels)
 
 
 def _finish(
@@ -316,12 +365,9 @@ def _is_text(head: bytes) -> bool:
         return False
 
 
-def _not_audio(name: str, head: bytes, *, ffmpeg_missing: bool) -> str:
-    is_text = _is_text(head)
-    found = "it contains text" if is_text else "its contents match no known audio format"
+def _not_audio(name: str, head: bytes) -> str:
+    found = "it contains text" if _is_text(head) else "its contents match no known audio format"
     advice = "choose a real recording such as WAV, FLAC, MP3, OGG or M4A"
-    if ffmpeg_missing and not is_text:
-        advice += " (or install ffmpeg if it is audio in a rarer format)"
     return f"'{name}' is not an audio file ({found}); {advice}."
 
 
@@ -373,15 +419,11 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.2f}".rstrip("0").rstrip(".")
 
 
-def _to_float(value: object) -> float | None:
-    """A duration from ffprobe's JSON ("12.345", "N/A" or absent)."""
-    return float(value) if isinstance(value, str) and re.fullmatch(r"\d+(\.\d*)?", value) else None
+def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
+    """A length from PyAV's header fields (None where the header gives none)."""
+    return None if value is None or time_base is None else float(value * time_base)
 
 
-def _ffmpeg_detail(stderr: str, path: Path) -> str:
-    """ffmpeg's first complaint, without its "[demuxer @ 0x...]" prefix or the file's path."""
-    for line in stderr.splitlines():
-        line = re.sub(r"^\[[^\]]*\]\s*", "", line.replace(f"file:{path}: ", "")).strip()
-        if line:
-            return "ffmpeg: " + line.rstrip(".")
-    return ""
+def _av_detail(exc: Exception) -> str:
+    """FFmpeg's reason, without the file's path (PyAV puts it after the reason)."""
+    return str(getattr(exc, "strerror", None) or exc).strip().rstrip(".")

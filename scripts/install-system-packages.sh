@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Debian/Ubuntu packages the app and its tests use:
-#   ffmpeg        decodes m4a/aac/mp4/webm recordings (the app works without it for wav/flac/ogg/mp3)
-#   espeak-ng sox real speech and audio files made by the tests
-#   chromium      the browser the UI tests drive
-# Installs only what is missing. Needs root or sudo; skipped with a note otherwise.
+# Installs the Debian/Ubuntu packages named as arguments, only those that are missing.
+# The app itself needs none: every recording format (m4a/aac/mp4/webm/opus included) is decoded
+# in-process by soundfile and PyAV, whose wheels bundle libsndfile and FFmpeg's libraries. Only the
+# tests use system packages (scripts/test.sh passes them):
+#   espeak-ng sox libsox-fmt-all  real speech and audio files made by the tests
+#   chromium fonts-dejavu-core    the browser the UI tests drive
+# With no arguments it does nothing. Needs root or sudo; skipped with a note otherwise.
 set -euo pipefail
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(ffmpeg)
+[ ${#want[@]} -gt 0 ] || exit 0
 missing=()
 for pkg in "${want[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -11,14 +11,15 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
 import numpy as np
 import pytest
@@ -121,12 +122,15 @@ def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """40 KB FLACs that decode to 3 hours: one that says so in its header, one that hides it."""
     folder = tmp_path_factory.mktemp("bombs")
     honest = folder / "three_hours.flac"
-    subprocess.run(
-        [shutil.which("ffmpeg") or "ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i",
-         "anullsrc=r=8000:cl=mono", "-t", "10800", "-c:a", "flac", "-sample_fmt", "s16",
-         "-frame_size", "32768", str(honest)],
-        check=True,
-    )  # fmt: skip
+    with av.open(str(honest), "w") as out:  # FFmpeg's FLAC encoder, in-process through PyAV
+        options = {"frame_size": "32768"}  # as large as FLAC allows: a 40 KB file
+        stream = out.add_stream("flac", rate=8000, layout="mono", format="s16", options=options)
+        silence = np.zeros((1, 600 * 8000), np.int16)  # 10 minutes
+        for start in range(0, 3 * 3600 * 8000, silence.shape[1]):
+            frame = av.AudioFrame.from_ndarray(silence, format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 8000, start, Fraction(1, 8000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
     data = bytearray(honest.read_bytes())
     assert data[:4] == b"fLaC" and len(data) < 1_000_000
     # STREAMINFO: the low 36 bits of the 8 bytes at offset 18 are the total sample count; 0 = unknown.
@@ -141,7 +145,7 @@ def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_decompression_bombs_are_refused_with_bounded_memory(abuse_app: RunningApp, bombs):
     """Defence: localstt.audio refuses a recording over max_audio_minutes from its header before
     decoding, and stops decoding one second past the limit when the header hides the length (a
-    streamed FLAC goes to ffmpeg with the running limit); 3 h at 16 kHz would be 690 MB of samples."""
+    streamed FLAC goes to PyAV with the running limit); 3 h at 16 kHz would be 690 MB of samples."""
     assert "is 180.0 minutes long, over the limit of 10 minutes" in refused(abuse_app, bombs["honest"])
     message = refused(abuse_app, bombs["hidden"])
     assert "longer than the limit of 10 minutes (decoding stopped after 10." in message
@@ -285,13 +289,15 @@ def test_queue_beyond_its_cap_refuses_at_once(abuse_app: RunningApp, tmp_path: P
     requests wait; the rest get HTTP 503 "Queue is full" at once instead of piling up in memory."""
     speech, rate = sf.read(PHRASE_WAV, dtype="float32")
     for repeats in (8, 32, 64):  # 28 s, 110 s, 220 s of speech: long enough to outlast the burst
-        wav, long_one = tmp_path / f"long{repeats}.wav", tmp_path / f"long{repeats}.opus"
-        sf.write(wav, np.tile(speech, repeats), rate)
-        subprocess.run(
-            [shutil.which("ffmpeg") or "ffmpeg", "-nostdin", "-v", "error", "-i", str(wav), "-c:a",
-             "libopus", "-b:a", "16k", str(long_one)],
-            check=True,
-        )  # fmt: skip
+        long_one = tmp_path / f"long{repeats}.opus"
+        with av.open(str(long_one), "w") as out:  # libopus at 16 kb/s, in-process through PyAV
+            stream = out.add_stream("libopus", rate=rate, layout="mono")
+            stream.bit_rate = 16_000
+            samples = np.tile(speech, repeats).astype(np.float32).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
+            out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
         if (answers := burst_while_busy(abuse_app, long_one, 30)) is not None:
             break
     else:
