@@ -41,6 +41,13 @@ from localstt.nemo_archive import (  # noqa: E402
     read_layout,
     unpacked_folder,
 )
+from localstt.precision import (  # noqa: E402
+    Precision,
+    autocast_forward,
+    choose_precision,
+    native_bf16_in_nemo_attention,
+    whole,
+)
 from localstt.salm_loading import load_salm  # noqa: E402
 
 if "huggingface_hub" in sys.modules:  # imported before us (e.g. by a test harness): force offline too
@@ -57,6 +64,8 @@ class LoadedModel:
     seconds: float
     export_dir: Path
     method: str = ""  # how the weights were read: "mapped" or "plain" (.nemo), "mapped" or "safetensors"
+    # What runs in which dtype (localstt/precision.py); `dtype` above is its `.dtype`, the engine's autocast.
+    precision: Precision = whole("float32", "nemo-asr")
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,8 @@ class ModelStatus:
     message: str
 
 
-def _pick_device_and_dtype(config: AppConfig) -> tuple[str, Any]:
+def _pick_device_and_dtype(config: AppConfig, kind: str) -> tuple[str, Precision]:
+    """(device, how a `kind` model runs there: see localstt/precision.py); prints its note, if any."""
     import torch
 
     wanted = config.runtime.device
@@ -86,12 +96,15 @@ def _pick_device_and_dtype(config: AppConfig) -> tuple[str, Any]:
         message = "No CUDA GPU found: running on the CPU, which is many times slower."
         warnings.warn(message, stacklevel=3)
         print(f"WARNING: {message}", file=sys.stderr, flush=True)
-    names = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-    if config.runtime.dtype != "auto":
-        return device, names[config.runtime.dtype]
+    # Not torch.cuda.is_bf16_supported(): it also counts the bfloat16 that older GPUs only emulate.
+    capability = None
     if device == "cuda":
-        return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return device, torch.float32
+        major, minor = torch.cuda.get_device_capability()
+        capability = (major, minor)
+    precision = choose_precision(device, capability, config.runtime.dtype, kind)
+    if precision.note:
+        print(precision.note, file=sys.stderr, flush=True)
+    return device, precision
 
 
 def _restore(layout: NemoLayout, folder: Path, fast: bool, device: str) -> Any:
@@ -151,19 +164,24 @@ class ModelStore:
             )
             if not self.config.runtime.keep_all_loaded:
                 self.unload_all()
-            device, dtype = _pick_device_and_dtype(self.config)
+            device, precision = _pick_device_and_dtype(self.config, spec.kind)
             started = time.perf_counter()
+            if device == "cuda":
+                native_bf16_in_nemo_attention()  # not emulated bfloat16 under float16 autocast
             if spec.kind == "nemo-asr":
                 model, method = _load_nemo_asr(export_dir, manifest, device)
+                if precision.encoder_autocast:  # weights stay float32; the decoder runs float32
+                    autocast_forward(model.encoder, precision.encoder_autocast, precision.weights)
             else:
-                model, method = load_salm(export_dir, device, dtype)
+                model, method = load_salm(export_dir, device, precision)
             seconds = time.perf_counter() - started
-            dtype_name = str(dtype).removeprefix("torch.")
-            loaded = LoadedModel(spec, manifest, model, device, dtype_name, seconds, export_dir, method)
+            loaded = LoadedModel(
+                spec, manifest, model, device, precision.dtype, seconds, export_dir, method, precision
+            )
             self._loaded[key] = loaded
             print(
                 f"{spec.display_name} @ {spec.short_revision} loaded from {export_dir} in {seconds:.1f} s "
-                f"on {device} ({dtype_name})",
+                f"on {device} ({precision.describe()})",
                 flush=True,
             )
             return loaded

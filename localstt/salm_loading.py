@@ -6,8 +6,10 @@ created on the `meta` device (no memory, no random init), the tensors of `model.
 mapped (private, copy-on-write: the file is never modified) and become the parameters
 (`load_state_dict(assign=True)`), and weights that modules share (Qwen3's tied input and output
 embeddings, stored once in the file, whose metadata names the other user) are shared again. The model
-is then cast to the wanted dtype and moved to the device: a bfloat16 file goes to the GPU without
-ever being float32 in memory.
+is then put in the precision localstt/precision.py chose and moved to the device: it is narrowed
+before the move and widened after it, so a bfloat16 file goes to the GPU without ever being float32
+in host memory. On a GPU without native bfloat16 the speech encoder ("perception") runs under
+float16 autocast and hands float32 to the float32 language model.
 
 The folder is what `SALM.from_pretrained(folder)` reads (NeMo 3.0): canary's `config.json`, the LLM's
 tokenizer beside it and its config in `llm_backbone/`. Anything unexpected falls back to
@@ -29,13 +31,17 @@ from localstt.nemo_archive import (
     meta_tensors,
     rebuild_positional_encodings,
 )
+from localstt.precision import Precision, autocast_forward, torch_dtype, whole
 
 WEIGHTS_NAME = "model.safetensors"
 LLM_BACKBONE_DIR = "llm_backbone"
 
 
 def load_salm(export_dir: Path, device: str, dtype: Any) -> tuple[Any, str]:
-    """(model in eval mode on `device` in `dtype`, "mapped" or "safetensors")."""
+    """(model in eval mode on `device`, "mapped" or "safetensors").
+
+    `dtype`: a localstt.precision.Precision, or a torch dtype for the whole model.
+    """
     from nemo.utils import logging as nemo_logging
 
     nemo_logging.setLevel(nemo_logging.ERROR)
@@ -55,7 +61,27 @@ def load_salm(export_dir: Path, device: str, dtype: Any) -> tuple[Any, str]:
         print(f"note: building {export_dir.name} the slow way ({problem})", file=sys.stderr, flush=True)
         model, method = SALM.from_pretrained(str(export_dir), local_files_only=True), "safetensors"
     check_safetensors_keys(export_dir, model)
-    return model.to(dtype=dtype).eval().to(device), method
+    precision = dtype if isinstance(dtype, Precision) else whole(str(dtype).removeprefix("torch."), "salm")
+    return place(model.eval(), device, precision), method
+
+
+def place(model: Any, device: str, precision: Precision) -> Any:
+    """`model` on `device` in `precision`: cast before the move when that narrows it, after when it widens."""
+    weights = torch_dtype(precision.weights)
+    stored = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    widen = weights.itemsize > stored.itemsize
+    if not widen:
+        model.to(dtype=weights)
+    model.to(device)
+    if widen:
+        model.to(dtype=weights)
+    if precision.llm not in (None, precision.weights):
+        llm = torch_dtype(precision.llm)
+        model.llm.to(dtype=llm)
+        model.embed_tokens.to(dtype=llm)  # Qwen3's output layer shares this weight
+    if precision.encoder_autocast is not None:
+        autocast_forward(model.perception, precision.encoder_autocast, precision.llm or precision.weights)
+    return model
 
 
 def salm_config(export_dir: Path) -> dict[str, Any]:

@@ -1,0 +1,177 @@
+"""Which precision each model runs in, from the device, the GPU's compute capability and config.toml.
+
+`torch.cuda.is_bf16_supported()` also counts bfloat16 that the GPU only emulates, so the decision is
+made from the compute capability (`torch.cuda.get_device_capability()`):
+
+* 8.0 and up (A100, H100, L4, RTX 30xx/40xx): native bfloat16. Parakeet keeps float32 weights and
+  runs under bfloat16 autocast; Canary-Qwen is cast whole to bfloat16.
+* 7.x (V100, T4, RTX 20xx): fast float16, no bfloat16. Parakeet's encoder runs under float16 autocast,
+  its decoder in float32. Canary-Qwen's language model stays float32: float16 tops out at 65504 and
+  a large LLM's activations can pass that (inf, then NaN logits); its speech encoder runs under
+  float16 autocast and hands float32 to the LLM. That costs 4 bytes per parameter (about 10 GB).
+* below 7.0 (GTX 10xx is 6.1): no fast float16 either, so float32.
+* the CPU: float32 always.
+
+NeMo's FastConformer attention swaps float16 autocast for bfloat16 where `torch.cuda.is_bf16_supported()`
+says yes, else float32; `native_bf16_in_nemo_attention` makes it ask about native bfloat16 only, so
+attention runs float32 (not emulated bfloat16) on the cards below 8.0.
+
+An explicit `dtype = "float32"` on a GPU means float32 and no autocast; `dtype = "float16"` is taken
+at its word (Canary-Qwen whole in float16, with a warning); `dtype = "bfloat16"` on a GPU without
+native bfloat16 falls back to what "auto" picks there, with a note.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from typing import Any
+
+REQUESTS = ("auto", "bfloat16", "float16", "float32")
+FAMILIES = ("nemo-asr", "salm")
+FLOAT16_MAX = 65504.0
+NATIVE_BF16 = (8, 0)  # Ampere: bfloat16 tensor cores
+FAST_FP16 = (7, 0)  # Volta: float16 tensor cores (Pascal consumer cards run float16 at 1/64 speed)
+CANARY_FLOAT32 = "about 10 GB for Canary-Qwen's 2.5 B parameters"
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Names of torch dtypes ("bfloat16", "float16", "float32") for one loaded model."""
+
+    weights: str  # what the parameters are stored in
+    autocast: str | None = None  # the engine runs the whole model under torch.autocast in this (CUDA only)
+    encoder_autocast: str | None = None  # only the speech encoder runs under autocast in this (set at load)
+    llm: str | None = None  # SALM: its language model's dtype (None for an ASR model)
+    note: str = ""  # one line for the console when the choice needs explaining, else ""
+
+    @property
+    def dtype(self) -> str:
+        """The one dtype name `LoadedModel.dtype` carries: the engine's autocast dtype, else the weights'."""
+        return self.autocast or self.weights
+
+    def describe(self) -> str:
+        """E.g. "bfloat16", "float32 weights, bfloat16 autocast"."""
+        extras = []
+        if self.llm not in (None, self.weights):
+            extras.append(f"{self.llm} language model")
+        if self.autocast not in (None, self.weights):
+            extras.append(f"{self.autocast} autocast")
+        if self.encoder_autocast is not None:
+            extras.append(f"{self.encoder_autocast} autocast in the speech encoder")
+        return ", ".join([f"{self.weights} weights", *extras]) if extras else self.weights
+
+
+def whole(dtype: str, family: str) -> Precision:
+    """Every parameter and every operation in `dtype`."""
+    return Precision(dtype, llm=dtype if family == "salm" else None)
+
+
+def choose_precision(
+    device: str, capability: tuple[int, int] | None, requested: str, family: str
+) -> Precision:
+    """The precision for a `family` model ("nemo-asr" or "salm") on `device` ("cuda" or "cpu").
+
+    `capability`: the GPU's compute capability, e.g. (7, 5); None on the CPU. `requested`: config.toml's
+    dtype ("auto", "bfloat16", "float16", "float32").
+    """
+    if requested not in REQUESTS:
+        raise ValueError(f"dtype must be one of {', '.join(REQUESTS)}, not {requested!r}")
+    if family not in FAMILIES:
+        raise ValueError(f"model kind must be one of {', '.join(FAMILIES)}, not {family!r}")
+    if device != "cuda":
+        note = ""
+        if requested in ("bfloat16", "float16"):
+            note = f'note: dtype = "{requested}" in config.toml is for GPUs; the CPU runs float32'
+        return replace(whole("float32", family), note=note)
+    if requested == "float32":
+        return whole("float32", family)
+    cc = tuple(capability or (0, 0))
+    card = f"this GPU (compute capability {cc[0]}.{cc[1]})"
+    if requested == "float16":
+        return _float16(family, card, bf16_instead=cc >= NATIVE_BF16, asked=True)
+    if cc >= NATIVE_BF16:
+        if family == "nemo-asr":
+            return Precision("float32", autocast="bfloat16")
+        return Precision("bfloat16", autocast="bfloat16", llm="bfloat16")
+    asked = ' (dtype = "bfloat16" in config.toml)' if requested == "bfloat16" else ""
+    if cc >= FAST_FP16:
+        chosen = _float16(family, card, bf16_instead=False, asked=False)
+        why = f"note: {card} has no native bfloat16{asked}: {chosen.describe()}"
+        if family == "salm":
+            why += f"; the language model stays float32, which float16 could overflow ({CANARY_FLOAT32})"
+        return replace(chosen, note=why)
+    chosen = whole("float32", family)
+    why = f"note: {card} has neither native bfloat16 nor fast float16{asked}: float32"
+    return replace(chosen, note=why + (f" ({CANARY_FLOAT32})" if family == "salm" else ""))
+
+
+def _float16(family: str, card: str, bf16_instead: bool, asked: bool) -> Precision:
+    if family == "nemo-asr":  # the decoder's LSTM and the greedy loop stay float32
+        return Precision("float32", encoder_autocast="float16")
+    if not asked:  # the language model in float32, fed float32 by the speech encoder
+        return Precision("float32", encoder_autocast="float16", llm="float32")
+    safe = "bfloat16" if bf16_instead else "a float32 language model"
+    note = (
+        f'note: dtype = "float16" puts all of Canary-Qwen in float16, whose largest value is '
+        f"{FLOAT16_MAX:.0f}: its language model can overflow that (inf/NaN: empty or garbled text); "
+        f'dtype = "auto" uses {safe} on {card}'
+    )
+    return Precision("float16", autocast="float16", llm="float16", note=note)
+
+
+def torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+
+
+def autocast_forward(module: Any, dtype: str, output_dtype: str) -> Any:
+    """From now on `module` runs under torch.autocast in `dtype` (on the device its parameters are on),
+    and hands floating outputs on in `output_dtype`. Installed once; returns `module`."""
+    import torch
+
+    if getattr(module, "_localstt_autocast", None) is not None:
+        return module
+    inner = module.forward
+    low, out = torch_dtype(dtype), torch_dtype(output_dtype)
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        device_type = next(module.parameters()).device.type
+        with torch.autocast(device_type, dtype=low):
+            result = inner(*args, **kwargs)
+        return _cast_floats(result, out)
+
+    module.forward = forward
+    module._localstt_autocast = dtype
+    return module
+
+
+def _cast_floats(value: Any, dtype: Any) -> Any:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.to(dtype) if value.is_floating_point() and value.dtype != dtype else value
+    if type(value) in (tuple, list):
+        return type(value)(_cast_floats(item, dtype) for item in value)
+    return value
+
+
+def native_bf16_in_nemo_attention() -> None:
+    """Make NeMo's FastConformer attention leave float16 autocast for bfloat16 only where the GPU has it
+    natively, else for float32 (NeMo asks `torch.cuda.is_bf16_supported()`, which counts emulation)."""
+    from nemo.collections.asr.parts.submodules import multi_head_attention
+
+    multi_head_attention.avoid_float16_autocast_context = avoid_float16_autocast_context
+
+
+def avoid_float16_autocast_context() -> Any:
+    """NeMo's `avoid_float16_autocast_context` (nemo/utils/cast_utils.py), minus emulated bfloat16."""
+    import torch
+
+    if not (torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") == torch.float16):
+        return nullcontext()
+    if torch.jit.is_scripting() or torch.jit.is_tracing():
+        return torch.autocast("cuda", dtype=torch.float32)
+    native = torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.autocast("cuda", dtype=torch.bfloat16 if native else torch.float32)
