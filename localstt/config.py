@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -64,13 +65,60 @@ class AppOptions:
 
 
 @dataclass(frozen=True)
+class TranscriptionSettings:
+    """[transcription] in config.toml; engine.TranscribeOptions.from_config turns it into options."""
+
+    max_audio_minutes: float = 180.0
+    # Parakeet: full attention up to this length (never over NVIDIA's 24 minutes) and only while one
+    # encoder layer's estimated attention memory fits in this fraction of the free memory.
+    full_attention_max_minutes: float = 24.0
+    attention_memory_fraction: float = 0.8
+    parakeet_batch_size: int = 1
+    canary_window_seconds: float = 40.0
+    canary_batch_size: int = 8
+
+
+# key: (lowest, lowest allowed itself, highest or None, whole numbers only, what to write instead)
+TRANSCRIPTION_LIMITS: dict[str, tuple[float, bool, float | None, bool, str]] = {
+    "max_audio_minutes": (0, False, None, False, "a number of minutes above 0"),
+    "full_attention_max_minutes": (
+        0,
+        True,
+        24,
+        False,
+        "a number of minutes from 0 to 24 (NVIDIA's limit for full attention)",
+    ),
+    "attention_memory_fraction": (
+        0,
+        False,
+        1,
+        False,
+        "a number above 0 and at most 1 (the share of free memory full attention may use)",
+    ),
+    "parakeet_batch_size": (1, True, None, True, "a whole number, 1 or more"),
+    "canary_window_seconds": (
+        0,
+        False,
+        40,
+        False,
+        "a number of seconds above 0 and at most 40 (Canary-Qwen reads at most 40 s)",
+    ),
+    "canary_batch_size": (1, True, None, True, "a whole number, 1 or more"),
+}
+
+
+@dataclass(frozen=True)
 class AppConfig:
     path: Path
     models_dir: Path
     models: dict[str, ModelSpec]
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     app: AppOptions = field(default_factory=AppOptions)
-    max_audio_minutes: float = 180.0
+    transcription: TranscriptionSettings = field(default_factory=TranscriptionSettings)
+
+    @property
+    def max_audio_minutes(self) -> float:
+        return self.transcription.max_audio_minutes
 
     def model(self, key: str) -> ModelSpec:
         try:
@@ -102,6 +150,18 @@ def _choice(table: dict[str, Any], key: str, allowed: tuple[str, ...], default: 
     if value not in allowed:
         raise ConfigError(f"{where}.{key} is '{value}'; use one of: {', '.join(allowed)}.")
     return value
+
+
+def _transcription(table: dict[str, Any], path: Path) -> TranscriptionSettings:
+    values: dict[str, Any] = {}
+    for key, (low, low_allowed, high, whole, instead) in TRANSCRIPTION_LIMITS.items():
+        value = table.get(key, getattr(TranscriptionSettings, key))
+        fits = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        fits = fits and (value >= low if low_allowed else value > low) and (high is None or value <= high)
+        if not fits or (whole and float(value) != int(value)):
+            raise ConfigError(f"[transcription] {key} = {value!r} in {path}; use {instead}.")
+        values[key] = int(value) if whole else float(value)
+    return TranscriptionSettings(**values)
 
 
 def _model_spec(key: str, table: dict[str, Any], path: Path) -> ModelSpec:
@@ -155,7 +215,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
             port=int(app.get("port", 7860)),
             max_upload_mb=int(app.get("max_upload_mb", 2048)),
         ),
-        max_audio_minutes=float(transcription.get("max_audio_minutes", 180)),
+        transcription=_transcription(transcription, config_path),
     )
 
 
@@ -168,6 +228,12 @@ def write_pin(config_path: Path, key: str, revision: str, llm_revision: str | No
     table["revision"] = revision  # type: ignore[index]
     if llm_revision is not None:
         table["llm_revision"] = llm_revision  # type: ignore[index]
-    temporary = config_path.with_name(f".{config_path.name}.tmp")
-    temporary.write_text(tomlkit.dumps(document), encoding="utf-8")
-    os.replace(temporary, config_path)
+    from localstt.portability import replace_with_retry  # retried while Windows has the file open
+
+    temporary = config_path.with_name(f".{config_path.name}.{os.getpid()}.tmp")  # one per process
+    try:
+        temporary.write_text(tomlkit.dumps(document), encoding="utf-8")
+        replace_with_retry(temporary, config_path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

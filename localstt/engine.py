@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import copy
+import gc
 import re
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from localstt import memory
 from localstt.audio import DecodedAudio, decode_audio, split_at_quiet_points
 from localstt.transcript import Segment, Transcript, Word
 
@@ -26,13 +29,23 @@ class TranscribeOptions:
     """Everything the caller can choose about one transcription."""
 
     max_audio_minutes: float = 180.0
-    # Parakeet runs full attention up to this length, local attention beyond it.
+    # Parakeet runs full attention up to this length (never over NVIDIA's 24 minutes), and only while
+    # one layer's estimated attention memory (localstt/memory.py) fits in this share of the free
+    # memory; local attention otherwise.
     full_attention_max_minutes: float = 24.0
+    attention_memory_fraction: float = 0.8
     parakeet_batch_size: int = 1
-    # Canary-Qwen reads at most about 40 s per prompt.
+    # Canary-Qwen reads at most about 40 s per prompt; this many windows at once (halved on OOM).
     canary_window_seconds: float = 40.0
     canary_batch_size: int = 8
     canary_max_new_tokens: int = 320
+
+    @classmethod
+    def from_config(cls, config: Any, **overrides: Any) -> TranscribeOptions:
+        """The options config.toml's [transcription] asks for; `config` is a localstt.config.AppConfig."""
+        settings = config.transcription
+        values = {item.name: getattr(settings, item.name) for item in fields(settings)}
+        return cls(**{**values, **overrides})
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,39 @@ class EngineError(RuntimeError):
     """Transcription failed in a way the user can act on; the message says how."""
 
 
+OUT_OF_MEMORY = {
+    "GPU": "The GPU ran out of memory: close other GPU programs, or set keep_all_loaded = false "
+    "in config.toml, or use a shorter recording.",
+    "RAM": "The computer ran out of memory: close other programs, or set keep_all_loaded = false "
+    "in config.toml, or use a shorter recording.",
+}
+
+
+def _out_of_memory(error: BaseException) -> str:
+    """ "GPU" for a GPU out-of-memory error, "RAM" for the CPU allocator's, "" for any other error."""
+    import torch
+
+    if isinstance(error, torch.OutOfMemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return "GPU"
+    if isinstance(error, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(error):
+        return "RAM"
+    return ""
+
+
+def _ran_out(kind: str) -> str:
+    return "the GPU ran out of memory" if kind == "GPU" else "the computer ran out of memory"
+
+
+def _release_memory(device: str) -> None:
+    """Free what a failed attempt left behind (call outside its `except` block, whose traceback holds
+    the attempt's tensors), and hand PyTorch's cached GPU memory back."""
+    import torch
+
+    gc.collect()
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 _model_locks: dict[int, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -55,7 +101,11 @@ def _lock_for(model: Any) -> threading.Lock:
         return _model_locks.setdefault(id(model), threading.Lock())
 
 
-def _autocast(device: str, dtype_name: str) -> Any:
+def _autocast(device: str, dtype_name: str | None) -> Any:
+    """torch.autocast in `dtype_name` (a loaded model's `precision.autocast`) on a GPU, else nothing.
+
+    Where only the speech encoder runs under autocast, the loader installed that (localstt/precision.py).
+    """
     import torch
 
     if device == "cuda" and dtype_name in ("bfloat16", "float16"):
@@ -75,9 +125,9 @@ def _local_attention(model: Any, enabled: bool) -> Iterator[None]:
     attention = (encoder.self_attention_model, list(encoder.att_context_size))
     chunking = encoder.subsampling_conv_chunking_factor
     saved_cfg = copy.deepcopy(model.cfg.encoder)
-    model.change_attention_model("rel_pos_local_attn", [256, 256])
-    model.change_subsampling_conv_chunking_factor(1)
     try:
+        model.change_attention_model("rel_pos_local_attn", [256, 256])
+        model.change_subsampling_conv_chunking_factor(1)
         yield
     finally:
         model.change_attention_model(attention[0], attention[1])
@@ -102,19 +152,42 @@ def _parakeet_segments(hypothesis: Any, offset: float = 0.0) -> list[Segment]:
     return segments
 
 
-def _transcribe_parakeet(
-    loaded: Any, audio: DecodedAudio, options: TranscribeOptions, progress: Progress
-) -> list[Segment]:
+def _score_bytes(loaded: Any) -> tuple[int, int]:
+    """Bytes of one attention-score element and of one softmax element in Parakeet's encoder."""
+    import torch
+
+    precision = getattr(loaded, "precision", None)
+    amp = (precision.autocast or precision.encoder_autocast) if precision is not None else None
+    if loaded.device == "cuda" and amp in ("bfloat16", "float16"):
+        # NeMo's attention turns float16 autocast into bfloat16 where the GPU has it, else float32.
+        low = 2 if amp == "bfloat16" or torch.cuda.is_bf16_supported() else 4
+        return low, 4  # autocast runs softmax in float32
+    weights = next(loaded.model.parameters()).dtype.itemsize
+    return weights, weights
+
+
+def _attention_plan(loaded: Any, duration: float, options: TranscribeOptions) -> memory.AttentionPlan:
+    """Full or local attention for this recording, from its length and the memory free right now."""
+    score, softmax = _score_bytes(loaded)
+    dims = memory.attention_dims(loaded.model, dtype_bytes=score, softmax_bytes=softmax)
+    return memory.choose_attention(
+        duration,
+        memory.free_memory_bytes(loaded.device),
+        dims,
+        full_attention_max_minutes=options.full_attention_max_minutes,
+        memory_fraction=options.attention_memory_fraction,
+        device=str(loaded.device),
+    )
+
+
+def _run_parakeet(loaded: Any, audio: DecodedAudio, options: TranscribeOptions, local: bool) -> Any:
     import torch
 
     model = loaded.model
-    long_audio = audio.duration > options.full_attention_max_minutes * 60
-    progress(0.1, "local attention for long audio" if long_audio else "transcribing")
     with (
-        _lock_for(model),
-        _local_attention(model, long_audio),
+        _local_attention(model, local),
         torch.inference_mode(),
-        _autocast(loaded.device, loaded.dtype),
+        _autocast(loaded.device, loaded.precision.autocast),
     ):
         hypotheses = model.transcribe(
             [audio.samples],
@@ -122,11 +195,35 @@ def _transcribe_parakeet(
             timestamps=True,
             verbose=False,
         )
-    hypothesis = hypotheses[0] if isinstance(hypotheses, list) else hypotheses[0][0]
+    return hypotheses[0] if isinstance(hypotheses, list) else hypotheses[0][0]
+
+
+def _transcribe_parakeet(
+    loaded: Any, audio: DecodedAudio, options: TranscribeOptions, progress: Progress
+) -> tuple[list[Segment], list[str]]:
+    """Full attention when the plan allows it; on running out of memory there, once more with local
+    attention. The model's attention settings are as before afterwards, whatever happened."""
+    with _lock_for(loaded.model):
+        plan = _attention_plan(loaded, audio.duration, options)
+        progress(0.1, plan.headline)
+        progress(0.1, plan.reason)
+        notes = [plan.reason]
+        ran_out = ""
+        try:
+            hypothesis = _run_parakeet(loaded, audio, options, local=plan.mode == "local")
+        except Exception as error:
+            ran_out = _out_of_memory(error) if plan.mode == "full" else ""
+            if not ran_out:
+                raise
+        if ran_out:  # here, not in the `except` block, so that the failed attempt's tensors are freed
+            _release_memory(loaded.device)
+            progress(0.1, f"{_ran_out(ran_out)} in full attention; transcribing again with local attention")
+            hypothesis = _run_parakeet(loaded, audio, options, local=True)
+            notes.append(f"{_ran_out(ran_out)} in full attention; transcribed again with local attention")
     segments = _parakeet_segments(hypothesis)
     if not segments and str(hypothesis.text).strip():
         segments = [Segment(0.0, round(audio.duration, 3), str(hypothesis.text).strip())]
-    return segments
+    return segments, notes
 
 
 def _decode_ids(model: Any, ids: Any) -> str:
@@ -145,36 +242,62 @@ def _generate(
     return [_decode_ids(model, row) for row in ids.cpu()]
 
 
-def _transcribe_canary(
-    loaded: Any, audio: DecodedAudio, options: TranscribeOptions, progress: Progress
-) -> list[Segment]:
+def _canary_batch(
+    loaded: Any, samples: np.ndarray, batch: list[tuple[int, int]], options: TranscribeOptions
+) -> list[str]:
+    """Canary-Qwen's text for each window (start, end sample) of `batch`, all at once."""
     import torch
 
     model = loaded.model
-    windows = split_at_quiet_points(audio.samples, SAMPLE_RATE, options.canary_window_seconds)
     prompt = [{"role": "user", "content": f"Transcribe the following: {model.audio_locator_tag}"}]
+    lengths = [end - start for start, end in batch]
+    padded = np.zeros((len(batch), max(lengths)), dtype=np.float32)
+    for row, (start, end) in enumerate(batch):
+        padded[row, : end - start] = samples[start:end]
+    with _lock_for(model), torch.inference_mode(), _autocast(loaded.device, loaded.precision.autocast):
+        return _generate(
+            model,
+            [prompt] * len(batch),
+            options.canary_max_new_tokens,
+            audios=torch.from_numpy(padded).to(loaded.device),
+            audio_lens=torch.tensor(lengths, dtype=torch.long, device=loaded.device),
+        )
+
+
+def _transcribe_canary(
+    loaded: Any, audio: DecodedAudio, options: TranscribeOptions, progress: Progress
+) -> tuple[list[Segment], list[str]]:
+    """Windows of at most canary_window_seconds, canary_batch_size at a time; on running out of memory
+    the batch is halved (down to 1) and redone, and stays that small for the rest of the recording."""
+    windows = split_at_quiet_points(audio.samples, SAMPLE_RATE, options.canary_window_seconds)
     segments: list[Segment] = []
-    for first in range(0, len(windows), options.canary_batch_size):
-        batch = windows[first : first + options.canary_batch_size]
+    notes: list[str] = []
+    size = max(1, options.canary_batch_size)
+    first = 0
+    while first < len(windows):
+        batch = windows[first : first + size]
         progress(
             0.1 + 0.85 * first / len(windows), f"window {first + 1}-{first + len(batch)} of {len(windows)}"
         )
-        lengths = [end - start for start, end in batch]
-        padded = np.zeros((len(batch), max(lengths)), dtype=np.float32)
-        for row, (start, end) in enumerate(batch):
-            padded[row, : end - start] = audio.samples[start:end]
-        with _lock_for(model), torch.inference_mode(), _autocast(loaded.device, loaded.dtype):
-            texts = _generate(
-                model,
-                [prompt] * len(batch),
-                options.canary_max_new_tokens,
-                audios=torch.from_numpy(padded).to(loaded.device),
-                audio_lens=torch.tensor(lengths, dtype=torch.long, device=loaded.device),
-            )
+        ran_out = ""
+        try:
+            texts = _canary_batch(loaded, audio.samples, batch, options)
+        except Exception as error:
+            ran_out = _out_of_memory(error) if len(batch) > 1 else ""
+            if not ran_out:
+                raise
+        if ran_out:  # here, not in the `except` block, so that the failed batch's tensors are freed
+            _release_memory(loaded.device)
+            size = max(1, len(batch) // 2)
+            message = f"{_ran_out(ran_out)} with {len(batch)} windows at once; now {size} at a time"
+            progress(0.1 + 0.85 * first / len(windows), message)
+            notes.append(f"{message}, from window {first + 1} on")
+            continue
         for (start, end), text in zip(batch, texts, strict=True):
             if text:
                 segments.append(Segment(round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3), text))
-    return segments
+        first += len(batch)
+    return segments, notes
 
 
 def transcribe(
@@ -202,16 +325,16 @@ def transcribe(
     mark = time.perf_counter()
     try:
         if loaded.spec.kind == "nemo-asr":
-            segments = _transcribe_parakeet(loaded, decoded, options, report)
+            segments, notes = _transcribe_parakeet(loaded, decoded, options, report)
         else:
-            segments = _transcribe_canary(loaded, decoded, options, report)
+            segments, notes = _transcribe_canary(loaded, decoded, options, report)
     except Exception as error:
-        if type(error).__name__ == "OutOfMemoryError":
-            raise EngineError(
-                "The GPU ran out of memory: close other GPU programs, or set keep_all_loaded = false "
-                "in config.toml, or use a shorter recording."
-            ) from error
-        raise
+        ran_out = _out_of_memory(error)
+        if not ran_out:
+            raise
+        traceback.clear_frames(error.__traceback__)  # let go of the failed run's tensors
+        _release_memory(loaded.device)
+        raise EngineError(OUT_OF_MEMORY[ran_out]) from error
     timings["transcribe_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - started
     if decoded.duration > 0:
@@ -225,6 +348,7 @@ def transcribe(
         revision=loaded.spec.revision,
         timings={name: round(value, 4) for name, value in timings.items()},
         source_name=source_name,
+        notes=notes,
     )
 
 
@@ -257,7 +381,7 @@ def ask_llm(
         _lock_for(model),
         torch.inference_mode(),
         model.llm.disable_adapter(),
-        _autocast(loaded.device, loaded.dtype),
+        _autocast(loaded.device, loaded.precision.autocast),
     ):
         ids = model.generate(prompts=prompt_ids.to(loaded.device), max_new_tokens=max_new_tokens)
     # Text-only generation returns the prompt followed by the reply.

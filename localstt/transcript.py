@@ -30,10 +30,17 @@ class Transcript:
     revision: str
     timings: dict[str, float] = field(default_factory=dict)
     source_name: str = ""
+    # How it was transcribed, when that is worth telling: e.g. which attention Parakeet used and why,
+    # or that the GPU ran out of memory and what was done instead.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def words(self) -> list[Word]:
         return [word for segment in self.segments for word in segment.words]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields in order; "notes" only when there are any, so older readers see the same keys."""
+        data = asdict(self)
+        if not self.notes:
+            del data["notes"]
+        return data
