@@ -180,6 +180,7 @@ class TranscriptionApp:
 
         from localstt.audio import AudioError
         from localstt.engine import EngineError, transcribe
+        from localstt.logfile import report_unexpected
         from localstt.manifest import ExportError
         from localstt.subtitles import write_outputs
 
@@ -188,7 +189,12 @@ class TranscriptionApp:
             raise gr.Error("Add a recording first: upload a file or record with the microphone.")
         self.remove_old_outputs()
         self._start_sweeper()
-        job_dir = self._start_job()
+        try:
+            job_dir = self._start_job()
+        except OSError as error:
+            _remove_uploads(inputs, self.upload_root, self.output_root)
+            sentence = report_unexpected(error, "making a job folder", self.store.config.path)
+            raise gr.Error(f"Could not start the job: {sentence}.") from None
         texts: list[str] = []
         rows: list[list[Any]] = []
         written: list[str] = []
@@ -206,13 +212,18 @@ class TranscriptionApp:
                     continue
                 try:
                     transcript = transcribe(Path(path), model_key, self.options, self.store, report)
+                    stem = Path(name).stem
+                    made = write_outputs(transcript, formats or ["srt"], job_dir, stem)
                 except (AudioError, EngineError) as error:
                     failures.append(f"{name}: {error}")
                     continue
                 except (ExportError, model_loader.LoadError, ConfigError) as error:
-                    raise gr.Error(str(error)) from None
-                stem = Path(name).stem
-                written += [str(p) for p in write_outputs(transcript, formats or ["srt"], job_dir, stem)]
+                    raise gr.Error(str(error)) from None  # the whole job: the model is not usable
+                except Exception as error:  # one file's bad luck (NeMo, the disk...): the others go on
+                    doing = f"transcribing {name} with {model_key}"
+                    failures.append(f"{name}: {report_unexpected(error, doing, self.store.config.path)}")
+                    continue
+                written += [str(p) for p in made]
                 header = f"[{name}]\n" if len(inputs) > 1 else ""
                 texts.append(header + transcript.text)
                 rows += [[name, _clock(s.start), _clock(s.end), s.text] for s in transcript.segments]
@@ -229,14 +240,18 @@ class TranscriptionApp:
         import gradio as gr
 
         from localstt.engine import EngineError, ask_llm
+        from localstt.logfile import report_unexpected
         from localstt.manifest import ExportError
 
         if not transcript_text.strip():
             raise gr.Error("Transcribe something first; the question is asked about the transcript.")
         try:
             answer = ask_llm(self.store, model_key, transcript_text, question)
-        except (EngineError, ExportError, model_loader.LoadError) as error:
+        except (EngineError, ExportError, model_loader.LoadError, ConfigError) as error:
             raise gr.Error(str(error)) from None
+        except Exception as error:
+            sentence = report_unexpected(error, f"asking {model_key}", self.store.config.path)
+            raise gr.Error(f"The question could not be answered: {sentence}.") from None
         return answer.answer, answer.thinking
 
     def build(self) -> Any:

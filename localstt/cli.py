@@ -1,4 +1,11 @@
-"""`transcribe FILE... --model parakeet --format srt,txt --out DIR`: the engine from the command line."""
+"""`transcribe FILE... --model parakeet --format srt,txt --out DIR`: the engine from the command line.
+
+One file that fails (whatever the error) costs only itself: the others are still done, and the end
+of the run lists one `failed: FILE: sentence` line per failed file (exit status 1). An error that is
+not one of the app's own is logged with its traceback to the log file (localstt/logfile.py), which
+the sentence names. Errors that concern the whole run (the model is not exported or does not load)
+stop it: `error: ...`, exit status 2.
+"""
 
 from __future__ import annotations
 
@@ -55,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from localstt.audio import AudioError
     from localstt.config import ConfigError
     from localstt.engine import EngineError, TranscribeOptions, transcribe
+    from localstt.logfile import report_unexpected
     from localstt.manifest import ExportError
     from localstt.subtitles import WRITERS, write_outputs
 
@@ -78,8 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     options = TranscribeOptions(max_audio_minutes=store.config.max_audio_minutes)
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"error: cannot make the output folder {out_dir} ({error.strerror or error}).", file=sys.stderr)
+        return 2
     failures: list[str] = []
+    fatal: str | None = None  # an error about the whole run, printed once the progress bar is closed
     with tqdm(total=len(files), unit="file", desc="transcribing") as bar:
         for path in files:
             bar.set_postfix_str(path.name)
@@ -87,15 +100,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 transcript = transcribe(path, args.model, options, store)
                 written = write_outputs(transcript, formats, out_dir, path.stem)
                 tqdm.write(f"{path}: {transcript.duration:.1f} s -> {', '.join(str(p) for p in written)}")
-            except (ExportError, model_loader.LoadError) as error:
-                print(f"error: {error}", file=sys.stderr)
-                return 2
+            except (ExportError, model_loader.LoadError, ConfigError) as error:
+                fatal = f"error: {error}"
+                break
             except (AudioError, EngineError) as error:
                 failures.append(f"{path}: {error}")
             except KeyboardInterrupt:
                 print("\ninterrupted; files already written are complete.", file=sys.stderr)
                 return 130
+            except Exception as error:  # one file's bad luck (NeMo, the disk...): the others go on
+                doing = f"transcribing {path} with {args.model}"
+                failures.append(f"{path}: {report_unexpected(error, doing, store.config.path)}")
             bar.update()
+    if fatal is not None:
+        print(fatal, file=sys.stderr)
+        return 2
     for line in failures:
         print(f"failed: {line}", file=sys.stderr)
     return 1 if failures else 0

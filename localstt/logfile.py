@@ -1,0 +1,92 @@
+"""The log file: where an unexpected error's traceback goes, so that the user sees one sentence.
+
+An exception that is not one of the app's own (AudioError, EngineError, ...: those already say what
+to do) is written with its traceback to ``localstt.log``, and the user gets one sentence naming the
+error and the file. The traceback goes only to the file: never to the terminal or the browser.
+
+Where: ``$LOCALSTT_LOG_DIR/localstt.log`` when that variable is set, else ``logs/localstt.log``
+beside config.toml. The file is opened on first use (appended to, UTF-8); its folder is made then.
+File names and error messages go to the log, transcripts never.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+LOG_DIR_ENV = "LOCALSTT_LOG_DIR"
+LOG_NAME = "localstt.log"
+LOGGER_NAME = "localstt"
+_MESSAGE_CHARS = 300  # of the error's own message, in the sentence the user sees
+
+_lock = threading.Lock()
+
+
+class _LogFileHandler(logging.FileHandler):
+    """A FileHandler that remembers a failed write instead of printing "--- Logging error ---"
+    with a traceback to stderr (logging's default)."""
+
+    failure: BaseException | None = None
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        import sys
+
+        self.failure = sys.exc_info()[1]
+
+
+def log_path(config_path: str | os.PathLike[str] | None = None) -> Path:
+    """The log file: in $LOCALSTT_LOG_DIR, else in logs/ beside `config_path` (else the working folder)."""
+    folder = os.environ.get(LOG_DIR_ENV, "").strip()
+    if folder:
+        return Path(folder).expanduser().absolute() / LOG_NAME
+    base = Path(config_path).expanduser().absolute().parent if config_path else Path.cwd()
+    return base / "logs" / LOG_NAME
+
+
+def _handler(path: Path) -> _LogFileHandler:
+    """The `localstt` logger's one file handler, for `path` (replacing one for another path)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    with _lock:
+        for handler in logger.handlers:
+            if isinstance(handler, _LogFileHandler):
+                if Path(handler.baseFilename) == path:
+                    return handler
+                logger.removeHandler(handler)
+                handler.close()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = _LogFileHandler(path, mode="a", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False  # the traceback stays in the file, whatever handlers others add
+        return handler
+
+
+def _summary(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return ""
+    text = lines[0] + (" ..." if len(lines) > 1 else "")
+    return text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 4].rstrip() + " ..."
+
+
+def report_unexpected(
+    error: BaseException, doing: str, config_path: str | os.PathLike[str] | None = None
+) -> str:
+    """Log `error` with its traceback (`doing`: e.g. "transcribing b.wav with parakeet") and return
+    the sentence for the user: "unexpected RuntimeError (its message); details are in <log>"."""
+    summary = _summary(error)
+    what = f"unexpected {type(error).__name__}" + (f" ({summary})" if summary else "")
+    path = log_path(config_path)
+    try:
+        handler = _handler(path)
+    except OSError as problem:
+        return f"{what}; the log file {path} could not be opened ({problem.strerror or problem})"
+    handler.failure = None
+    logging.getLogger(LOGGER_NAME).error("%s failed", doing, exc_info=error)
+    handler.flush()
+    if handler.failure is not None:
+        return f"{what}; the log file {path} could not be written ({handler.failure})"
+    return f"{what}; details are in {path}"
