@@ -8,6 +8,7 @@ import subprocess
 import time
 
 from hubserver import HubServer
+from namespaces import require_user_namespace
 from store_env import NEMO_NAME, Project, read_folder, sha256
 from tiny_models import CANARY_REPO_ID, PARAKEET_REPO_ID, QWEN_REPO_ID
 
@@ -258,6 +259,7 @@ def test_no_network_is_one_clear_line(project: Project):
 
 def test_not_enough_disk_space_is_refused_before_downloading(project: Project):
     # local_models/ on a 256 KB tmpfs, mounted in a private mount namespace for this one process.
+    require_user_namespace("mount")
     project.models_dir.mkdir()
     mount = 'mount -t tmpfs -o size=256k tmpfs "$0" && exec "$@"'
     command = ["unshare", "--map-root-user", "--mount", "sh", "-c", mount, str(project.models_dir)]

@@ -13,6 +13,7 @@ import pytest
 from conftest import launch_app
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AuthenticationError
+from namespaces import require_user_namespace
 from store_env import REPO_ROOT, Project
 from tiny_models import PHRASE_TXT, PHRASE_WAV
 
@@ -118,6 +119,7 @@ print(json.dumps({"status": status, "listening": listening}))
 def test_allow_no_auth_serves_on_every_interface_with_a_warning(exported_project: Project, tmp_path: Path):
     """Defence: --allow-no-auth is the one explicit way to serve without a password off loopback,
     and even then transcribe_ui.main prints the warning."""
+    require_user_namespace("net")
     driver = tmp_path / "all_interfaces.py"
     driver.write_text(ALL_INTERFACES, encoding="utf-8")
     log = tmp_path / "server.log"

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from namespaces import require_user_namespace
 from store_env import NEMO_NAME, Project, sha256
 from tiny_models import PARAKEET_REPO_ID
 
@@ -218,6 +219,7 @@ def test_disk_full_mid_download_is_one_line_and_changes_nothing(project: Project
     """Defence: explain() in localstt/hub.py words ENOSPC as "the disk is full", with_retries does not
     retry it, and nothing is swapped in unless every file is verified (export_models._install). The
     free-space precheck passes honestly here: a second process fills the disk after it."""
+    require_user_namespace("mount")  # the disk: a 125 MB tmpfs in a private mount namespace
     nemo = tiny_repo_files["parakeet"][NEMO_NAME]
     old_pin = project.hub.ref(PARAKEET_REPO_ID)
     new_nemo = nemo + b"\0" * 10240

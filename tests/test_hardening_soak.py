@@ -40,6 +40,13 @@ def open_fds(transient: Path) -> int:
     return count
 
 
+def count_files(folder: Path) -> int:
+    """Files under `folder`. The app's sweeper thread may be deleting a job folder in it meanwhile:
+    os.walk skips a folder that vanishes (its scandir error is ignored), where Path.rglob raises
+    FileNotFoundError. Only files being deleted can be missed, so a leak is still counted."""
+    return sum(len(files) for _, _, files in os.walk(folder))
+
+
 def snapshot(temp: Path, uploads: Path, outputs: Path) -> dict[str, int]:
     gc.collect()
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
@@ -47,7 +54,7 @@ def snapshot(temp: Path, uploads: Path, outputs: Path) -> dict[str, int]:
         "rss_kb": int(status["VmRSS"].split()[0]),
         "fds": open_fds(outputs),
         "threads": int(status["Threads"]),
-        "files": sum(1 for folder in (temp, uploads, outputs) for p in folder.rglob("*") if p.is_file()),
+        "files": sum(count_files(folder) for folder in (temp, uploads, outputs)),
     }
 
 
