@@ -120,7 +120,7 @@ class TranscriptionApp:
         from localstt.engine import TranscribeOptions
 
         self.store = model_loader.ModelStore(config)
-        self.options = TranscribeOptions(max_audio_minutes=config.max_audio_minutes)
+        self.options = TranscribeOptions.from_config(config)
         self.upload_root = upload_root or gradio_upload_folder()
         if output_root is None:
             self.upload_root.mkdir(parents=True, exist_ok=True)

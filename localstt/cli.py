@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not files:
         print("error: no audio files found in the given folders.", file=sys.stderr)
         return 2
-    options = TranscribeOptions(max_audio_minutes=store.config.max_audio_minutes)
+    options = TranscribeOptions.from_config(store.config)
     out_dir = Path(args.out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

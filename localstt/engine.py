@@ -159,8 +159,9 @@ def _score_bytes(loaded: Any) -> tuple[int, int]:
     precision = getattr(loaded, "precision", None)
     amp = (precision.autocast or precision.encoder_autocast) if precision is not None else None
     if loaded.device == "cuda" and amp in ("bfloat16", "float16"):
-        # NeMo's attention turns float16 autocast into bfloat16 where the GPU has it, else float32.
-        low = 2 if amp == "bfloat16" or torch.cuda.is_bf16_supported() else 4
+        # NeMo's attention turns float16 autocast into bfloat16 where the GPU has it natively (see
+        # precision.native_bf16_in_nemo_attention), else float32.
+        low = 2 if amp == "bfloat16" or torch.cuda.is_bf16_supported(including_emulation=False) else 4
         return low, 4  # autocast runs softmax in float32
     weights = next(loaded.model.parameters()).dtype.itemsize
     return weights, weights

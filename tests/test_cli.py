@@ -62,3 +62,34 @@ def test_unknown_format_and_unexported_model_are_one_line(exported_project: Proj
     unknown_model = run_cli(exported_project, str(PHRASE_WAV), "--model", "whisper")
     assert unknown_model.returncode == 2
     assert "Unknown model 'whisper'" in unknown_model.stderr and "Traceback" not in unknown_model.stderr
+
+
+def test_transcription_settings_come_from_config_toml(exported_project: Project, tmp_path):
+    """[transcription] in config.toml reaches the engine: full attention turned off there makes the
+    tiny Parakeet run in local attention, and the JSON transcript records why."""
+    import json
+
+    import tomlkit
+
+    document = tomlkit.parse(exported_project.config.read_text(encoding="utf-8"))
+    document["models_dir"] = str(exported_project.models_dir)
+    document["transcription"]["full_attention_max_minutes"] = 0
+    config = tmp_path / "config.toml"
+    config.write_text(tomlkit.dumps(document), encoding="utf-8")
+    out = tmp_path / "out"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "localstt.cli", "--config", str(config), str(PHRASE_WAV)]
+        + ["--format", "json", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=exported_project.env(),
+        cwd=REPO_ROOT,
+    )
+
+    assert result.returncode == 0, result.stderr
+    transcript = json.loads((out / f"{PHRASE_WAV.stem}.json").read_text(encoding="utf-8"))
+    assert transcript["text"] == PHRASE
+    reason = "local attention for long audio: 3 s is longer than full_attention_max_minutes = 0"
+    assert transcript["notes"] == [reason]
