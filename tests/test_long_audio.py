@@ -5,7 +5,6 @@ the [transcription] settings."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ import torch
 from omegaconf import OmegaConf
 from tiny_models import PHRASE_TXT, PHRASE_WAV
 
+from benchmarks.attention_memory import measure
 from localstt import memory
 from localstt.config import DEFAULT_CONFIG_PATH, ConfigError, TranscriptionSettings, load_config
 from localstt.engine import EngineError, TranscribeOptions, transcribe
@@ -37,60 +37,6 @@ GPU_SENTENCE = (
 
 # ------------------------------------------------------------------ the estimate against a measurement
 
-# One real NeMo RelPositionMultiHeadAttention forward (float32, CPU) in a fresh interpreter: the peak
-# RSS it adds, from /proc/self/status after a warm-up at a small T. Writing "5" to clear_refs resets
-# VmHWM to the current RSS (Linux 4.0+); without that, the forward must raise the old peak to count.
-MEASURE = r"""
-import json, sys
-import torch
-from nemo.collections.asr.parts.submodules.multi_head_attention import RelPositionMultiHeadAttention
-
-def status(key):
-    with open("/proc/self/status") as lines:
-        for line in lines:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(key)
-
-d_model, heads, frames = (int(value) for value in sys.argv[1:4])
-torch.manual_seed(0)
-torch.set_num_threads(2)
-attention = RelPositionMultiHeadAttention(
-    n_head=heads, n_feat=d_model, dropout_rate=0.0, pos_bias_u=None, pos_bias_v=None
-).eval()
-
-def forward(t):
-    x = torch.randn(1, t, d_model)
-    pos_emb = torch.randn(1, 2 * t - 1, d_model)
-    mask = torch.zeros(1, t, t, dtype=torch.bool)  # the encoder's (batch, T, T) mask: nothing masked
-    with torch.inference_mode():
-        return attention(x, x, x, mask, pos_emb).shape
-
-forward(64)
-try:
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
-    reset = True
-except OSError:
-    reset = False
-rss, hwm = status("VmRSS"), status("VmHWM")
-forward(frames)
-print(json.dumps({"reset": reset, "rss": rss, "hwm_before": hwm, "hwm_after": status("VmHWM")}))
-"""
-
-
-def measured_peak_bytes(d_model: int, heads: int, frames: int) -> int:
-    result = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(d_model), str(heads), str(frames)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    numbers = json.loads(result.stdout.strip().splitlines()[-1])
-    assert numbers["reset"] or numbers["hwm_after"] > numbers["hwm_before"], numbers
-    return numbers["hwm_after"] - numbers["rss"]
-
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads peak RSS from Linux /proc")
 def test_the_estimate_is_within_ten_percent_of_a_measured_nemo_forward():
@@ -104,7 +50,7 @@ def test_the_estimate_is_within_ten_percent_of_a_measured_nemo_forward():
     frames = encoder_frames(seconds)
     assert frames == 3001
     estimate = full_attention_bytes(seconds, d_model=d_model, heads=heads, dtype_bytes=4)
-    measured = measured_peak_bytes(d_model, heads, frames)
+    measured = measure(frames, d_model=d_model, heads=heads)  # benchmarks/attention_memory.py
     assert measured > 500 * 10**6  # several hundred MB: the scores, not noise
     assert 0.9 <= estimate / measured <= 1.1, (estimate, measured)
 
