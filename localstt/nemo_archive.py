@@ -110,8 +110,19 @@ def _is_valid_unpacked(folder: Path, layout: NemoLayout, nemo_sha256: str) -> bo
 
 
 def _unpack(layout: NemoLayout, nemo_sha256: str, folder: Path) -> None:
+    # Each member's bytes are copied out by hand rather than by extractall: read_layout already
+    # refused links, devices, absolute paths and "..", and no mode or owner comes from the archive.
+    # (extractall's filter="data" would do the same, but Python 3.11 gained it only in 3.11.4, and
+    # Debian 12's system Python is 3.11.2.)
     with tarfile.open(layout.path, "r:") as tar:
-        tar.extractall(folder, members=list(layout.small), filter="data")
+        for member in layout.small:
+            target = folder / _relative(member)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            if source is None:  # not a regular file: read_layout refuses those
+                raise LoadError(f"Refusing {layout.path}: member '{member.name}' is not a regular file.")
+            with source, open(target, "wb") as sink:
+                shutil.copyfileobj(source, sink)
     files = {_relative(m): {"size": m.size, "sha256": _sha256(folder / _relative(m))} for m in layout.small}
     record = {"source": layout.path.name, "source_sha256": nemo_sha256, "files": files}
     (folder / SIDECAR_NAME).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")

@@ -214,3 +214,27 @@ def test_unwritable_export_unpacks_into_a_temp_folder(fast_project: Project, mon
     assert loaded.method == "mapped"
     assert not list((fast_project.models_dir / "parakeet").glob(".unpacked-*"))
     _assert_same_model(fast_project, loaded)
+
+
+def test_unpacks_on_a_python_whose_tarfile_has_no_extraction_filter(fast_project: Project, monkeypatch):
+    """Debian 12's system Python is 3.11.2: its TarFile.extractall has no `filter` argument (added in
+    3.11.4). The unpack must not depend on it; here extractall itself is made unusable."""
+    import tarfile
+
+    for folder in (fast_project.models_dir / "parakeet").glob(f"{nemo_archive.UNPACKED_PREFIX}*"):
+        shutil.rmtree(folder)
+
+    def no_filter(self: tarfile.TarFile, *args: object, **kwargs: object) -> None:
+        raise TypeError("TarFile.extractall() got an unexpected keyword argument 'filter'")
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", no_filter)
+    monkeypatch.delattr(tarfile, "data_filter")
+    loaded = _load_in_process(fast_project)
+    assert loaded.method == "mapped"
+    folder = _unpacked(fast_project)
+    with tarfile.open(next((fast_project.models_dir / "parakeet").glob("*.nemo"))) as tar:
+        small = [m for m in tar.getmembers() if m.isfile() and not m.name.endswith("model_weights.ckpt")]
+        for member in small:
+            unpacked = folder / nemo_archive._relative(member)
+            assert unpacked.read_bytes() == tar.extractfile(member).read(), member.name
+    _assert_same_model(fast_project, loaded)
