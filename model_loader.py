@@ -15,6 +15,10 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("NEMO_TELEMETRY", "0")
 
+from localstt.compat import tarfile_with_extraction_filters  # noqa: E402
+
+tarfile_with_extraction_filters()  # before NeMo: its restore_from needs tarfile's filters (PEP 706)
+
 import gc  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402

@@ -112,6 +112,9 @@ def first_transcription(name: str, model: Any, clip: str) -> int:
 
 
 def run_load(spawn_time: float, contenders: list[str], args: dict[str, Any]) -> None:
+    from localstt.compat import tarfile_with_extraction_filters
+
+    tarfile_with_extraction_filters()  # NeMo's restore_from needs them (Python < 3.11.4 lacks them)
     import nemo.collections.asr  # noqa: F401
     import torch  # noqa: F401
     from nemo.utils import logging as nemo_logging

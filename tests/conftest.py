@@ -15,6 +15,10 @@ import httpx
 import pytest
 from hubserver import HubServer, run_hub
 
+from localstt.compat import tarfile_with_extraction_filters
+
+tarfile_with_extraction_filters()  # before any test imports NeMo (its restore_from needs PEP 706)
+
 
 @pytest.fixture
 def hub() -> Iterator[HubServer]:
