@@ -180,7 +180,8 @@ KEPT_SECTION = "## Soak"
 
 
 def write_doc(results: dict[str, Any], path: Path) -> None:
-    """Write the report; the soak figures (written by hand from tests/test_hardening_soak.py) are kept."""
+    """Write the report; everything from "## Soak" on (the soak figures from tests/test_hardening_soak.py
+    and the attention-memory table from benchmarks/attention_memory.py, both written by hand) is kept."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = render(results)
     old = path.read_text(encoding="utf-8") if path.exists() else ""
