@@ -20,7 +20,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,6 +33,11 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO), str(HERE)]
 
 from report import console_table, summarize  # noqa: E402
 from write_doc import write_doc  # noqa: E402
+
+from localstt.compat import tarfile_with_extraction_filters  # noqa: E402
+
+tarfile_with_extraction_filters()  # extractall(filter="data") below: PEP 706, missing before Python 3.11.4
+import tarfile  # noqa: E402
 
 REPO_ID = "nvidia/parakeet-tdt-0.6b-v2"
 NEMO_NAME = "parakeet-tdt-0.6b-v2.nemo"
