@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import tomlkit
 
+from localstt.portability import atomic_write_text
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 MODEL_KINDS = ("nemo-asr", "salm")
@@ -228,12 +230,4 @@ def write_pin(config_path: Path, key: str, revision: str, llm_revision: str | No
     table["revision"] = revision  # type: ignore[index]
     if llm_revision is not None:
         table["llm_revision"] = llm_revision  # type: ignore[index]
-    from localstt.portability import replace_with_retry  # retried while Windows has the file open
-
-    temporary = config_path.with_name(f".{config_path.name}.{os.getpid()}.tmp")  # one per process
-    try:
-        temporary.write_text(tomlkit.dumps(document), encoding="utf-8")
-        replace_with_retry(temporary, config_path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    atomic_write_text(config_path, tomlkit.dumps(document))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any, Literal
 
 from localstt import portability
 from localstt.config import DEFAULT_CONFIG_PATH, ModelSpec
+from localstt.portability import atomic_write_text
 
 MANIFEST_NAME = "manifest.json"
 STAMPS_NAME = ".verified.json"
@@ -93,22 +93,6 @@ def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> st
             if on_bytes is not None:
                 on_bytes(len(chunk))
     return digest.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to a temp file beside `path` and rename it over `path` (retried while Windows
-    refuses because a reader has `path` open). "\n" is written as is on every OS, so the bytes do not
-    depend on where they were written."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with temporary.open("w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        portability.replace_with_retry(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def read_manifest(export_dir: Path) -> Manifest | None:

@@ -3,7 +3,8 @@
 * A file is replaced (`os.replace`) while another program reads it: Windows refuses with a sharing
   violation (WinError 32) or "access denied" (WinError 5), often for a moment only (an antivirus
   scanning a file that was just written). `replace_with_retry` retries those refusals with a short
-  backoff; on Linux and macOS nothing is retried (there a PermissionError is lasting).
+  backoff; on Linux and macOS nothing is retried (there a PermissionError is lasting). Every file the
+  app writes whole (manifests, stamps, config.toml's pins) goes through `atomic_write_text`.
 * A folder is renamed: Windows never renames a folder over an existing one (POSIX only over an empty
   one), and refuses to rename a folder while any file in it is open or memory-mapped (a running app
   maps the model files it loaded). `move_folder` never relies on replacing a folder, retries brief
@@ -74,6 +75,22 @@ def replace_with_retry(
                 raise
             logger.debug("replacing %s refused (%s); retrying in %.2f s", target, error, delay)
             _sleep(delay)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to a temp file beside `path` and rename it over `path` (retried while Windows
+    refuses because a reader has `path` open). "\n" is written as is on every OS, so the bytes do not
+    depend on where they were written."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        replace_with_retry(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def move_folder(source: Path, target: Path, delays: Sequence[float] = REPLACE_RETRY_DELAYS_S) -> None:
