@@ -68,7 +68,7 @@ class AppOptions:
 
 @dataclass(frozen=True)
 class TranscriptionSettings:
-    """[transcription] in config.toml; engine.TranscribeOptions.from_config turns it into options."""
+    """[transcription] in config.toml; engine.TranscribeOptions extends it (from_config)."""
 
     max_audio_minutes: float = 180.0
     # Parakeet: full attention up to this length (never over NVIDIA's 24 minutes) and only while one
@@ -76,6 +76,7 @@ class TranscriptionSettings:
     full_attention_max_minutes: float = 24.0
     attention_memory_fraction: float = 0.8
     parakeet_batch_size: int = 1
+    # Canary-Qwen reads at most about 40 s per prompt; this many windows at once (halved on OOM).
     canary_window_seconds: float = 40.0
     canary_batch_size: int = 8
 

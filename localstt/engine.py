@@ -10,7 +10,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from localstt import memory
 from localstt.audio import DecodedAudio, decode_audio, split_at_quiet_points
+from localstt.config import TranscriptionSettings
 from localstt.transcript import Segment, Transcript, Word
 
 SAMPLE_RATE = 16000
@@ -25,27 +26,16 @@ Progress = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
-class TranscribeOptions:
-    """Everything the caller can choose about one transcription."""
+class TranscribeOptions(TranscriptionSettings):
+    """Everything the caller can choose about one transcription: config.toml's [transcription]
+    settings (localstt.config.TranscriptionSettings, which says what each does), and the rest."""
 
-    max_audio_minutes: float = 180.0
-    # Parakeet runs full attention up to this length (never over NVIDIA's 24 minutes), and only while
-    # one layer's estimated attention memory (localstt/memory.py) fits in this share of the free
-    # memory; local attention otherwise.
-    full_attention_max_minutes: float = 24.0
-    attention_memory_fraction: float = 0.8
-    parakeet_batch_size: int = 1
-    # Canary-Qwen reads at most about 40 s per prompt; this many windows at once (halved on OOM).
-    canary_window_seconds: float = 40.0
-    canary_batch_size: int = 8
     canary_max_new_tokens: int = 320
 
     @classmethod
     def from_config(cls, config: Any, **overrides: Any) -> TranscribeOptions:
         """The options config.toml's [transcription] asks for; `config` is a localstt.config.AppConfig."""
-        settings = config.transcription
-        values = {item.name: getattr(settings, item.name) for item in fields(settings)}
-        return cls(**{**values, **overrides})
+        return cls(**{**asdict(config.transcription), **overrides})
 
 
 @dataclass(frozen=True)
