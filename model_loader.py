@@ -64,12 +64,15 @@ class LoadedModel:
     manifest: Manifest
     model: Any
     device: str
-    dtype: str
     seconds: float
     export_dir: Path
     method: str = ""  # how the weights were read: "mapped" or "plain" (.nemo), "mapped" or "safetensors"
-    # What runs in which dtype (localstt/precision.py); `dtype` above is its `.dtype`, the engine's autocast.
-    precision: Precision = whole("float32", "nemo-asr")
+    precision: Precision = whole("float32", "nemo-asr")  # what runs in which dtype (localstt/precision.py)
+
+    @property
+    def dtype(self) -> str:
+        """The engine's autocast dtype, else the weights' ("bfloat16", "float16" or "float32")."""
+        return self.precision.dtype
 
 
 @dataclass(frozen=True)
@@ -179,9 +182,7 @@ class ModelStore:
             else:
                 model, method = load_salm(export_dir, device, precision)
             seconds = time.perf_counter() - started
-            loaded = LoadedModel(
-                spec, manifest, model, device, precision.dtype, seconds, export_dir, method, precision
-            )
+            loaded = LoadedModel(spec, manifest, model, device, seconds, export_dir, method, precision)
             self._loaded[key] = loaded
             print(
                 f"{spec.display_name} @ {spec.short_revision} loaded from {export_dir} in {seconds:.1f} s "
