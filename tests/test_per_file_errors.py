@@ -142,13 +142,12 @@ def test_cli_does_the_other_files_and_logs_the_traceback(
     assert f"transcribing {b} with parakeet failed" in log.new()
 
 
-CLI_RUNNER = r"""
-import logging, sys
+# The first lines of a runner script: localstt.engine.transcribe fails for b.wav, in that process.
+INJECT_IN_PROCESS = r"""
+import sys
 from pathlib import Path
 
-logging.basicConfig(stream=sys.stderr)  # as a library may do: the root logger writes to stderr
 import localstt.engine
-from localstt.cli import main
 
 real = localstt.engine.transcribe
 
@@ -158,8 +157,14 @@ def injected_failure(audio, *args, **kwargs):
     return real(audio, *args, **kwargs)
 
 localstt.engine.transcribe = injected_failure
-sys.exit(main(sys.argv[1:]))
 """
+
+CLI_RUNNER = (
+    "import logging, sys\n"
+    "logging.basicConfig(stream=sys.stderr)  # as a library may do: the root logger writes to stderr\n"
+    + INJECT_IN_PROCESS
+    + "from localstt.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+)
 
 
 def test_cli_process_prints_no_traceback_and_honours_the_log_dir(exported_project: Project, tmp_path: Path):
@@ -298,23 +303,9 @@ def test_ask_with_an_unexpected_error_names_the_log(app, tmp_path: Path, monkeyp
     assert "asking canary failed" in text and PHRASE not in text  # the transcript is not logged
 
 
-SERVER_RUNNER = r"""
-import runpy, sys
-from pathlib import Path
-
-import localstt.engine
-
-real = localstt.engine.transcribe
-
-def injected_failure(audio, *args, **kwargs):
-    if Path(audio).name == "b.wav":
-        raise RuntimeError("CUDA error: an illegal memory access was encountered")
-    return real(audio, *args, **kwargs)
-
-localstt.engine.transcribe = injected_failure
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
+SERVER_RUNNER = INJECT_IN_PROCESS + (
+    "import runpy\nsys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
 
 
 def drain_warnings(job: object) -> list[str]:
