@@ -215,7 +215,12 @@ def make_project(root: Path, revision: str, data: bytes) -> Path:
         'kind = "nemo-asr"\n',
         encoding="utf-8",
     )
-    export_dir = root / "local_models" / "parakeet"
+    write_export(root / "local_models" / "parakeet", revision, data)
+    return config
+
+
+def write_export(export_dir: Path, revision: str, data: bytes) -> Manifest:
+    """A parakeet export holding `data` at `revision`, verified and stamped as export_models leaves it."""
     export_dir.mkdir(parents=True)
     (export_dir / NEMO).write_bytes(data)
     manifest = Manifest(
@@ -223,7 +228,7 @@ def make_project(root: Path, revision: str, data: bytes) -> Path:
     )
     atomic_write_text(export_dir / MANIFEST_NAME, manifest.to_json())
     record_verified(export_dir, manifest)
-    return config
+    return manifest
 
 
 class FakeHub:
@@ -536,14 +541,7 @@ def test_long_stems_are_cut_so_every_name_fits(tmp_path):
 
 def stamped_export(root: Path) -> tuple[Path, Manifest]:
     export_dir = root / "parakeet"
-    export_dir.mkdir(parents=True)
-    (export_dir / NEMO).write_bytes(OLD)
-    manifest = Manifest(
-        "parakeet", "nemo-asr", REPO, REV_A, (FileRecord(NEMO, len(OLD), sha256(OLD), "hub"),)
-    )
-    atomic_write_text(export_dir / MANIFEST_NAME, manifest.to_json())
-    record_verified(export_dir, manifest)
-    return export_dir, manifest
+    return export_dir, write_export(export_dir, REV_A, OLD)
 
 
 def test_windows_stamp_leaves_out_the_creation_time_and_still_catches_rewrites(tmp_path, monkeypatch):
