@@ -58,11 +58,14 @@ class AttentionDims:
 
 @dataclass(frozen=True)
 class AttentionPlan:
-    mode: AttentionMode
+    cause: AttentionCause  # "fits": full attention; "too_long" or "memory": local attention
     reason: str
     estimate_bytes: int
     free_bytes: int = 0
-    cause: AttentionCause = "fits"
+
+    @property
+    def mode(self) -> AttentionMode:
+        return "full" if self.cause == "fits" else "local"
 
     @property
     def headline(self) -> str:
@@ -206,16 +209,16 @@ def choose_attention(
             else f"NVIDIA's {NVIDIA_FULL_ATTENTION_MAX_MINUTES:g}-minute limit"
         )
         reason = f"local attention for long audio: {_minutes(duration_s)} is longer than {setting}"
-        return AttentionPlan("local", reason, estimate, free_bytes, "too_long")
+        return AttentionPlan("too_long", reason, estimate, free_bytes)
     allowed = free_bytes * memory_fraction
     if estimate > allowed:
         reason = (
             f"local attention: full attention on {_minutes(duration_s)} of audio would need about "
             f"{_size(estimate)}, more than {memory_fraction:g} of the {_size(free_bytes)} free{where}"
         )
-        return AttentionPlan("local", reason, estimate, free_bytes, "memory")
+        return AttentionPlan("memory", reason, estimate, free_bytes)
     reason = (
         f"full attention: {_minutes(duration_s)} of audio needs about {_size(estimate)}, "
         f"{_size(free_bytes)} free{where}"
     )
-    return AttentionPlan("full", reason, estimate, free_bytes, "fits")
+    return AttentionPlan("fits", reason, estimate, free_bytes)
