@@ -146,8 +146,7 @@ def _score_bytes(loaded: Any) -> tuple[int, int]:
     """Bytes of one attention-score element and of one softmax element in Parakeet's encoder."""
     import torch
 
-    precision = getattr(loaded, "precision", None)
-    amp = (precision.autocast or precision.encoder_autocast) if precision is not None else None
+    amp = loaded.precision.autocast or loaded.precision.encoder_autocast
     if loaded.device == "cuda" and amp in ("bfloat16", "float16"):
         # NeMo's attention turns float16 autocast into bfloat16 where the GPU has it natively (see
         # precision.native_bf16_in_nemo_attention), else float32.
