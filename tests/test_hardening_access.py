@@ -21,42 +21,11 @@ PHRASE = PHRASE_TXT.read_text().strip()
 
 # Runs a script with every connection and name lookup that would leave the machine refused and
 # written down (loopback stays allowed: the server and its own start-up check use it).
-NETWORK_WATCH = r"""
-import ipaddress, os, runpy, socket, sys
-LOG = os.environ["NETWORK_ATTEMPTS_FILE"]
-
-def note(what):
-    with open(LOG, "a", encoding="utf-8") as handle:
-        handle.write(what + "\n")
-
-def is_local(address):
-    try:
-        ip = ipaddress.ip_address(address[0])
-    except (ValueError, TypeError, IndexError):
-        return False
-    return ip.is_loopback or ip.is_unspecified
-
-def guard(original):
-    def connect(sock, address):
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and not is_local(address):
-            note(f"connect {address!r}")
-            raise ConnectionRefusedError("no network in this test")
-        return original(sock, address)
-    return connect
-
-socket.socket.connect = guard(socket.socket.connect)
-socket.socket.connect_ex = guard(socket.socket.connect_ex)
-lookup = socket.getaddrinfo
-
-def getaddrinfo(host, *args, **kwargs):
-    if host not in (None, "localhost", "127.0.0.1", "::1", "0.0.0.0", "::"):
-        note(f"lookup {host!r}")
-        raise socket.gaierror(socket.EAI_NONAME, "no network in this test")
-    return lookup(host, *args, **kwargs)
-
-socket.getaddrinfo = getaddrinfo
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
+NETWORK_WATCH = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+import offline
+offline.main(["--allow-loopback", *sys.argv[1:]])
 """
 
 
@@ -145,7 +114,7 @@ def test_password_is_required_and_a_wrong_one_refused(exported_project: Project,
     attempts = tmp_path / "network-attempts.log"
     runner = tmp_path / "network_watch.py"
     runner.write_text(NETWORK_WATCH, encoding="utf-8")
-    env = {"GRADIO_ANALYTICS_ENABLED": None, "NETWORK_ATTEMPTS_FILE": str(attempts)}
+    env = {"GRADIO_ANALYTICS_ENABLED": None, "OFFLINE_ATTEMPTS_FILE": str(attempts)}
     with launch_app(
         exported_project, tmp_path / "app", "--auth", "alice:s3cret-pw", runner=runner, env=env
     ) as app:

@@ -23,7 +23,8 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 import tiny_models  # imports nothing heavy
-tiny_models.block_network()
+import offline
+offline.block_network()
 result = tiny_models.salm_offline_roundtrip(Path({workdir!r}), Path({wav!r}))
 print("RESULT " + json.dumps(result))
 """

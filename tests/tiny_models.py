@@ -349,18 +349,6 @@ def salm_key_mismatch(model: SALM, safetensors_file: Path) -> tuple[set[str], se
     return set(model.state_dict()) - keys - tied, keys - set(model.state_dict())
 
 
-def block_network() -> None:
-    """Make any socket connection in this process fail (for offline tests)."""
-    import socket
-
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise OSError("network access blocked by tests/tiny_models.block_network()")
-
-    socket.socket.connect = refuse  # type: ignore[method-assign]
-    socket.socket.connect_ex = refuse  # type: ignore[method-assign]
-    socket.create_connection = refuse  # type: ignore[assignment]
-
-
 def transcribe_prompt(model: SALM, wav: Path) -> list[list[dict[str, Any]]]:
     tag = model.audio_locator_tag
     return [[{"role": "user", "content": f"Transcribe the following: {tag}", "audio": [str(wav)]}]]
@@ -369,7 +357,7 @@ def transcribe_prompt(model: SALM, wav: Path) -> list[list[dict[str, Any]]]:
 def salm_offline_roundtrip(workdir: Path, wav: Path, max_new_tokens: int = 8) -> dict[str, Any]:
     """Build the tiny canary repos, assemble the offline folder, reload it with
     ``SALM.from_pretrained`` and compare with the in-memory model. Run it in a process started
-    with HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 after ``block_network()``."""
+    with HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 after ``offline.block_network()``."""
     import time
 
     import torch
