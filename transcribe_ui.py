@@ -11,13 +11,15 @@ are deleted `--keep-outputs-minutes` after the job, and the rest when the app st
 
 from __future__ import annotations
 
-import os
+import localstt.offline  # noqa: F401,I001  # first: the hub libraries are offline before they are imported
+from localstt import environment
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio: no calls to api.gradio.app
+environment.no_gradio_analytics()  # before gradio: no calls to api.gradio.app
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import ipaddress  # noqa: E402
+import os  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -27,9 +29,12 @@ from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-import model_loader  # noqa: E402  # it switches the hub libraries to offline before they are imported
 from localstt.config import AppConfig, ConfigError, load_config  # noqa: E402
+from localstt.errors import LocalSttError  # noqa: E402
+from localstt.logfile import log_to_console  # noqa: E402
 from localstt.manifest import human_size  # noqa: E402
+from localstt.models import family_for  # noqa: E402
+from localstt.store import ModelStore  # noqa: E402
 
 FORMATS = ["txt", "srt", "vtt", "json"]
 SEGMENT_HEADERS = ["file", "start", "end", "text"]
@@ -45,7 +50,7 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:06.3f}" if hours else f"{minutes}:{secs:06.3f}"
 
 
-def status_markdown(store: model_loader.ModelStore) -> str:
+def status_markdown(store: ModelStore) -> str:
     lines = ["| model | repo @ pinned commit | on disk | state |", "|---|---|---|---|"]
     for row in store.status():
         commit = row.revision[:12] or "not pinned yet"
@@ -119,7 +124,7 @@ class TranscriptionApp:
     ) -> None:
         from localstt.engine import TranscribeOptions
 
-        self.store = model_loader.ModelStore(config)
+        self.store = ModelStore(config)
         self.options = TranscribeOptions.from_config(config)
         self.upload_root = upload_root or gradio_upload_folder()
         if output_root is None:
@@ -178,10 +183,8 @@ class TranscriptionApp:
     ) -> tuple[str, list[list[Any]], list[str], str]:
         import gradio as gr
 
-        from localstt.audio import AudioError
-        from localstt.engine import EngineError, transcribe
+        from localstt.engine import transcribe
         from localstt.logfile import report_unexpected
-        from localstt.manifest import ExportError
         from localstt.subtitles import write_outputs
 
         inputs = [*(files or []), *([recording] if recording else [])]
@@ -214,11 +217,11 @@ class TranscriptionApp:
                     transcript = transcribe(Path(path), model_key, self.options, self.store, report)
                     stem = Path(name).stem
                     made = write_outputs(transcript, formats or ["srt"], job_dir, stem)
-                except (AudioError, EngineError) as error:
+                except LocalSttError as error:
+                    if not error.per_file:  # the whole job: the model is not usable
+                        raise gr.Error(str(error)) from None
                     failures.append(f"{name}: {error}")
                     continue
-                except (ExportError, model_loader.LoadError, ConfigError) as error:
-                    raise gr.Error(str(error)) from None  # the whole job: the model is not usable
                 except Exception as error:  # one file's bad luck (NeMo, the disk...): the others go on
                     doing = f"transcribing {name} with {model_key}"
                     failures.append(f"{name}: {report_unexpected(error, doing, self.store.config.path)}")
@@ -239,15 +242,14 @@ class TranscriptionApp:
     def ask(self, model_key: str, transcript_text: str, question: str) -> tuple[str, str]:
         import gradio as gr
 
-        from localstt.engine import EngineError, ask_llm
+        from localstt.engine import ask_llm
         from localstt.logfile import report_unexpected
-        from localstt.manifest import ExportError
 
         if not transcript_text.strip():
             raise gr.Error("Transcribe something first; the question is asked about the transcript.")
         try:
             answer = ask_llm(self.store, model_key, transcript_text, question)
-        except (EngineError, ExportError, model_loader.LoadError, ConfigError) as error:
+        except LocalSttError as error:
             raise gr.Error(str(error)) from None
         except Exception as error:
             sentence = report_unexpected(error, f"asking {model_key}", self.store.config.path)
@@ -258,7 +260,9 @@ class TranscriptionApp:
         import gradio as gr
 
         keys = list(self.store.config.models)
-        llm_keys = [k for k, spec in self.store.config.models.items() if spec.kind == "salm"]
+        llm_keys = [
+            k for k, spec in self.store.config.models.items() if family_for(spec.kind).answers_questions
+        ]
         # Gradio deletes what it tracks (uploads that never became a job, e.g. refused by the queue)
         # after 15 minutes; the app deletes a job's uploads when it ends and its outputs earlier.
         cache_age = max(900, int(self.keep_outputs_s))
@@ -347,6 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="delete a job's transcript files this long after the job (10)",
     )
     args = parser.parse_args(argv)
+    log_to_console()
     try:
         config = load_config(args.config)
     except ConfigError as error:
@@ -354,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     host = args.host or config.app.host
     port = args.port or config.app.port
-    auth_text = args.auth or os.environ.get("LOCALSTT_AUTH")
+    auth_text = args.auth or environment.auth()
     auth = None
     if auth_text:
         user, sep, password = auth_text.partition(":")

@@ -157,9 +157,10 @@ SEED_FILES = [(CANARY_REPO_ID, "config.json"), (CANARY_REPO_ID, "model.safetenso
 
 
 def load_with_loader(args: dict[str, Any]) -> Any:
+    import localstt.store
     import model_loader
 
-    model_loader._default_store = None
+    localstt.store._default_store = None
     return model_loader.load_model("canary-qwen", config_path=args["config"])
 
 

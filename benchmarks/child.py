@@ -59,9 +59,10 @@ def files_under(folder: str) -> int:
 
 
 def load_with_loader(args: dict[str, Any]) -> Any:
+    import localstt.store
     import model_loader
 
-    model_loader._default_store = None  # --quick loads twice in one process: no cached model
+    localstt.store._default_store = None  # --quick loads twice in one process: no cached model
     return model_loader.load_model("parakeet", config_path=args["config"])
 
 
@@ -170,7 +171,7 @@ def run_overhead(args: dict[str, Any]) -> None:
 
     store = model_loader.default_store(args["config"])
     loaded = store.load("parakeet")
-    model, options = loaded.model, TranscribeOptions(parakeet_batch_size=1)
+    model, options = loaded.model, TranscribeOptions.build(parakeet_batch_size=1)
     audio, clip = Path(args["audio"]), Path(args["clip"])
 
     def engine(path: Path) -> str:

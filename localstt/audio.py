@@ -24,6 +24,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from localstt.errors import AudioError
+
 TARGET_RATE = 16_000
 SILENCE_PEAK = 10 ** (-60 / 20)  # a recording whose loudest sample is below -60 dBFS is "silent"
 MIN_SECONDS = 0.1
@@ -41,10 +43,6 @@ _LIMIT_KEY = "`max_audio_minutes` in the [transcription] section of config.toml"
 # First bytes of containers that hold audio: failing to decode one of these means damage.
 _MAGIC = {b"RIFF": "WAV", b"RF64": "WAV", b"FORM": "AIFF", b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3": "MP3"}
 _MAGIC |= {b"\x1aE\xdf\xa3": "WebM/Matroska", b"caff": "CAF", b"0&\xb2u": "WMA", b"#!AMR": "AMR"}
-
-
-class AudioError(ValueError):
-    """A recording that cannot be transcribed; the message says why and what to do."""
 
 
 @dataclass(frozen=True, kw_only=True)

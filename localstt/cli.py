@@ -58,13 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    import model_loader
-    from localstt.audio import AudioError
-    from localstt.config import ConfigError
-    from localstt.engine import EngineError, TranscribeOptions, transcribe
-    from localstt.logfile import report_unexpected
-    from localstt.manifest import ExportError
+    from localstt.engine import TranscribeOptions, transcribe
+    from localstt.errors import ConfigError, LocalSttError
+    from localstt.logfile import log_to_console, report_unexpected
+    from localstt.store import default_store
     from localstt.subtitles import WRITERS, write_outputs
+
+    log_to_console()
 
     formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
     unknown = [f for f in formats if f not in WRITERS]
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        store = model_loader.default_store(args.config)
+        store = default_store(args.config)
         store.config.model(args.model)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -100,10 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 transcript = transcribe(path, args.model, options, store)
                 written = write_outputs(transcript, formats, out_dir, path.stem)
                 tqdm.write(f"{path}: {transcript.duration:.1f} s -> {', '.join(str(p) for p in written)}")
-            except (ExportError, model_loader.LoadError, ConfigError) as error:
-                fatal = f"error: {error}"
-                break
-            except (AudioError, EngineError) as error:
+            except LocalSttError as error:
+                if not error.per_file:  # the model or the configuration: no other file would work
+                    fatal = f"error: {error}"
+                    break
                 failures.append(f"{path}: {error}")
             except KeyboardInterrupt:
                 print("\ninterrupted; files already written are complete.", file=sys.stderr)

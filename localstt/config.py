@@ -1,8 +1,11 @@
-"""config.toml: what the user asked for. Read into typed objects; pins written back with comments kept."""
+"""config.toml: what the user asked for. Read into typed objects; pins written back with comments kept.
+
+Which config.toml (`find_config_path`): --config, else $LOCALSTT_CONFIG, else config.toml in the
+working folder, else the one of the checkout this package sits in.
+"""
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -11,19 +14,20 @@ from typing import Any, Literal
 
 import tomlkit
 
+from localstt import environment
+from localstt.errors import ConfigError
+from localstt.models import DEFAULT_KIND, families, family_for
+from localstt.options import TranscribeOptions
 from localstt.portability import atomic_write_text
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
+CONFIG_NAME = "config.toml"
+# The config.toml of the checkout this package sits in, if it does (a fallback, see find_config_path).
+CHECKOUT_CONFIG_PATH = Path(__file__).resolve().parent.parent / CONFIG_NAME
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-MODEL_KINDS = ("nemo-asr", "salm")
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 
-ModelKind = Literal["nemo-asr", "salm"]
-
-
-class ConfigError(ValueError):
-    """config.toml is missing, malformed or asks for something impossible."""
+__all__ = ["AppConfig", "ConfigError", "ModelSpec", "find_config_path", "load_config", "write_pin"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class ModelSpec:
     key: str
     repo: str
     revision: str
-    kind: ModelKind
+    kind: str  # names its family (localstt/models/)
     llm_repo: str = ""
     llm_revision: str = ""
 
@@ -44,11 +48,15 @@ class ModelSpec:
         return self.repo.rsplit("/", 1)[-1]
 
     @property
+    def pinned_repos(self) -> tuple[tuple[str, str], ...]:
+        """(repo, revision) of each repo the export takes files from: the model's, and its language
+        model's when it names one."""
+        llm = ((self.llm_repo, self.llm_revision),) if self.llm_repo else ()
+        return ((self.repo, self.revision), *llm)
+
+    @property
     def is_pinned(self) -> bool:
-        pinned = bool(COMMIT_RE.match(self.revision))
-        if self.kind == "salm":
-            pinned = pinned and bool(COMMIT_RE.match(self.llm_revision))
-        return pinned
+        return all(COMMIT_RE.match(revision) for _, revision in self.pinned_repos)
 
 
 @dataclass(frozen=True)
@@ -67,57 +75,13 @@ class AppOptions:
 
 
 @dataclass(frozen=True)
-class TranscriptionSettings:
-    """[transcription] in config.toml; engine.TranscribeOptions extends it (from_config)."""
-
-    max_audio_minutes: float = 180.0
-    # Parakeet: full attention up to this length (never over NVIDIA's 24 minutes) and only while one
-    # encoder layer's estimated attention memory fits in this fraction of the free memory.
-    full_attention_max_minutes: float = 24.0
-    attention_memory_fraction: float = 0.8
-    parakeet_batch_size: int = 1
-    # Canary-Qwen reads at most about 40 s per prompt; this many windows at once (halved on OOM).
-    canary_window_seconds: float = 40.0
-    canary_batch_size: int = 8
-
-
-# key: (lowest, lowest allowed itself, highest or None, whole numbers only, what to write instead)
-TRANSCRIPTION_LIMITS: dict[str, tuple[float, bool, float | None, bool, str]] = {
-    "max_audio_minutes": (0, False, None, False, "a number of minutes above 0"),
-    "full_attention_max_minutes": (
-        0,
-        True,
-        24,
-        False,
-        "a number of minutes from 0 to 24 (NVIDIA's limit for full attention)",
-    ),
-    "attention_memory_fraction": (
-        0,
-        False,
-        1,
-        False,
-        "a number above 0 and at most 1 (the share of free memory full attention may use)",
-    ),
-    "parakeet_batch_size": (1, True, None, True, "a whole number, 1 or more"),
-    "canary_window_seconds": (
-        0,
-        False,
-        40,
-        False,
-        "a number of seconds above 0 and at most 40 (Canary-Qwen reads at most 40 s)",
-    ),
-    "canary_batch_size": (1, True, None, True, "a whole number, 1 or more"),
-}
-
-
-@dataclass(frozen=True)
 class AppConfig:
     path: Path
     models_dir: Path
     models: dict[str, ModelSpec]
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     app: AppOptions = field(default_factory=AppOptions)
-    transcription: TranscriptionSettings = field(default_factory=TranscriptionSettings)
+    transcription: TranscribeOptions = field(default_factory=TranscribeOptions)
 
     @property
     def max_audio_minutes(self) -> float:
@@ -131,12 +95,18 @@ class AppConfig:
             raise ConfigError(f"Unknown model '{key}'. Models in {self.path}: {known}.") from None
 
 
-def config_path_from_env(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """--config wins, then LOCALSTT_CONFIG, then config.toml beside the code."""
+def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """--config wins, then $LOCALSTT_CONFIG, then config.toml in the working folder, then the
+    checkout's (where the package sits in one); else config.toml in the working folder, which
+    load_config then reports missing."""
     if explicit:
         return Path(explicit).expanduser().resolve()
-    env = os.environ.get("LOCALSTT_CONFIG")
-    return Path(env).expanduser().resolve() if env else DEFAULT_CONFIG_PATH
+    if (from_env := environment.config_path()) is not None:
+        return from_env
+    here = Path.cwd() / CONFIG_NAME
+    if not here.is_file() and CHECKOUT_CONFIG_PATH.is_file():
+        return CHECKOUT_CONFIG_PATH
+    return here.resolve()
 
 
 def _read_document(path: Path) -> tomlkit.TOMLDocument:
@@ -155,29 +125,18 @@ def _choice(table: dict[str, Any], key: str, allowed: tuple[str, ...], default: 
     return value
 
 
-def _transcription(table: dict[str, Any], path: Path) -> TranscriptionSettings:
-    values: dict[str, Any] = {}
-    for key, (low, low_allowed, high, whole, instead) in TRANSCRIPTION_LIMITS.items():
-        value = table.get(key, getattr(TranscriptionSettings, key))
-        fits = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        fits = fits and (value >= low if low_allowed else value > low) and (high is None or value <= high)
-        if not fits or (whole and float(value) != int(value)):
-            raise ConfigError(f"[transcription] {key} = {value!r} in {path}; use {instead}.")
-        values[key] = int(value) if whole else float(value)
-    return TranscriptionSettings(**values)
-
-
 def _model_spec(key: str, table: dict[str, Any], path: Path) -> ModelSpec:
     where = f"[models.{key}] in {path}"
     repo = str(table.get("repo", "")).strip()
     if repo.count("/") != 1:
         raise ConfigError(f'{where} needs repo = "org/name".')
-    kind = _choice(table, "kind", MODEL_KINDS, "nemo-asr", f"[models.{key}]")
+    kinds = tuple(family.kind for family in families())
+    kind = _choice(table, "kind", kinds, DEFAULT_KIND, f"[models.{key}]")
     spec = ModelSpec(
         key=key,
         repo=repo,
         revision=str(table.get("revision", "")).strip(),
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         llm_repo=str(table.get("llm_repo", "")).strip(),
         llm_revision=str(table.get("llm_revision", "")).strip(),
     )
@@ -187,13 +146,15 @@ def _model_spec(key: str, table: dict[str, Any], path: Path) -> ModelSpec:
                 f"{where}: {name} '{value}' is not a full 40-character commit id; "
                 "leave it empty to pin the current main on the next export."
             )
-    if spec.kind == "salm" and spec.llm_repo.count("/") != 1:
-        raise ConfigError(f'{where} is a salm model and needs llm_repo = "org/name".')
+    if spec.llm_repo and spec.llm_repo.count("/") != 1:
+        raise ConfigError(f'{where} has llm_repo = "{spec.llm_repo}"; use llm_repo = "org/name".')
+    if (problem := family_for(spec.kind).check_spec(spec)) is not None:
+        raise ConfigError(f"{where} {problem}")
     return spec
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
-    config_path = config_path_from_env(path)
+    config_path = find_config_path(path)
     document = _read_document(config_path).unwrap()
     runtime = document.get("runtime", {})
     app = document.get("app", {})
@@ -218,7 +179,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
             port=int(app.get("port", 7860)),
             max_upload_mb=int(app.get("max_upload_mb", 2048)),
         ),
-        transcription=_transcription(transcription, config_path),
+        transcription=TranscribeOptions.from_table(transcription, str(config_path)),
     )
 
 

@@ -1,13 +1,13 @@
 """Talking to the hub: resolve a branch, list a pinned tree, download one file and prove it is the right one.
 
-Only export_models.py imports this module. The app never does.
+Only the export (localstt/export.py) imports this module. The app never does.
 """
 
 from __future__ import annotations
 
 import errno
 import fnmatch
-import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,15 +27,14 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.hf_api import RepoFile
 
-from localstt.manifest import HASH_CHUNK
+from localstt.errors import HubError
+from localstt.hashing import sha256_and_git_sha1
 from localstt.portability import replace_with_retry
 
 RETRY_DELAYS_S = (1.0, 2.0, 4.0)
 T = TypeVar("T")
 
-
-class HubError(RuntimeError):
-    """A hub problem, worded for the person running the export."""
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ def with_retries(action: Callable[[], T], describe: str, repo: str, revision: st
         except (HfHubHTTPError, LocalEntryNotFoundError, httpx2.HTTPError, OSError) as error:
             if attempt < len(RETRY_DELAYS_S) and _is_transient(error):
                 delay = RETRY_DELAYS_S[attempt]
-                print(f"  {describe} failed ({type(error).__name__}); retrying in {delay:.0f} s")
+                logger.info("  %s failed (%s); retrying in %.0f s", describe, type(error).__name__, delay)
                 time.sleep(delay)
                 continue
             explained = explain(error, repo, revision)
@@ -187,20 +186,6 @@ def list_files(api: HfApi, repo: str, revision: str, patterns: dict[str, str]) -
     return chosen
 
 
-def hash_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> tuple[str, str]:
-    """sha256 and git blob sha1 in one pass over the file."""
-    size = path.stat().st_size
-    sha256 = hashlib.sha256()
-    git_sha1 = hashlib.sha1(f"blob {size}\0".encode())
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            sha256.update(chunk)
-            git_sha1.update(chunk)
-            if on_bytes is not None:
-                on_bytes(len(chunk))
-    return sha256.hexdigest(), git_sha1.hexdigest()
-
-
 def download_verified(remote: RemoteFile, fetch_dir: Path, destination: Path) -> str:
     """Download one file at its pinned commit, check size and hash, move it into place.
 
@@ -224,13 +209,13 @@ def download_verified(remote: RemoteFile, fetch_dir: Path, destination: Path) ->
             )
         )
         size = downloaded.stat().st_size
-        sha256, git_sha1 = hash_file(downloaded)
+        sha256, git_sha1 = sha256_and_git_sha1(downloaded)
         if size == remote.size and remote.is_expected_content(sha256, git_sha1):
             destination.parent.mkdir(parents=True, exist_ok=True)
             replace_with_retry(downloaded, destination)
             return sha256
         downloaded.unlink()
-        print(f"  {remote.path}: downloaded content does not match the hub's hash; fetching again")
+        logger.info("  %s: downloaded content does not match the hub's hash; fetching again", remote.path)
     raise HubError(
         f"{remote.source} arrived corrupted twice (its sha256 does not match the hub's): "
         "check the network or any proxy in between, then rerun."

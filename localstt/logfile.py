@@ -1,7 +1,11 @@
-"""The log file: where an unexpected error's traceback goes, so that the user sees one sentence.
+"""Where the library's messages go: the console lines the user sees, and the log file where an
+unexpected error's traceback goes, so that the user sees one sentence.
 
-An exception that is not one of the app's own (AudioError, EngineError, ...: those already say what
-to do) is written with its traceback to ``localstt.log``, and the user gets one sentence naming the
+The library logs through `logging.getLogger(__name__)` and never prints. An entry point calls
+`log_to_console()`: INFO lines then go to stdout and warnings to stderr, as the bare message.
+
+The log file: an exception that is not one of the app's own (a LocalSttError already says what to
+do) is written with its traceback to ``localstt.log``, and the user gets one sentence naming the
 error and the file. The traceback goes only to the file: never to the terminal or the browser.
 
 Where: ``$LOCALSTT_LOG_DIR/localstt.log`` when that variable is set, else ``logs/localstt.log``
@@ -13,12 +17,19 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
+from typing import TextIO
 
-LOG_DIR_ENV = "LOCALSTT_LOG_DIR"
+from localstt import environment
+from localstt.environment import LOG_DIR_ENV
+
+__all__ = ["LOG_DIR_ENV", "log_path", "log_to_console", "report_unexpected"]
+
 LOG_NAME = "localstt.log"
-LOGGER_NAME = "localstt"
+CONSOLE_LOGGER = "localstt"  # the package's loggers are its children
+LOGGER_NAME = "localstt.unexpected"  # tracebacks: the log file only (it does not propagate)
 _MESSAGE_CHARS = 300  # of the error's own message, in the sentence the user sees
 
 _lock = threading.Lock()
@@ -31,16 +42,37 @@ class _LogFileHandler(logging.FileHandler):
     failure: BaseException | None = None
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
-        import sys
-
         self.failure = sys.exc_info()[1]
+
+
+class _ConsoleHandler(logging.Handler):
+    """INFO to stdout, WARNING and above to stderr: the streams as they are when a line is written
+    (so a test's captured stdout, or a redirected one, gets it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream: TextIO = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+        try:
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken console never stops the work
+            pass
+
+
+def log_to_console(level: int = logging.INFO) -> None:
+    """Show the library's messages (`localstt.*` loggers) on the console. Idempotent."""
+    logger = logging.getLogger(CONSOLE_LOGGER)
+    logger.setLevel(level)
+    with _lock:
+        if not any(isinstance(handler, _ConsoleHandler) for handler in logger.handlers):
+            handler = _ConsoleHandler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger.addHandler(handler)
 
 
 def log_path(config_path: str | os.PathLike[str] | None = None) -> Path:
     """The log file: in $LOCALSTT_LOG_DIR, else in logs/ beside `config_path` (else the working folder)."""
-    folder = os.environ.get(LOG_DIR_ENV, "").strip()
-    if folder:
-        return Path(folder).expanduser().absolute() / LOG_NAME
+    if (folder := environment.log_dir()) is not None:
+        return folder / LOG_NAME
     base = Path(config_path).expanduser().absolute().parent if config_path else Path.cwd()
     return base / "logs" / LOG_NAME
 

@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from localstt import portability
-from localstt.config import DEFAULT_CONFIG_PATH, ModelSpec
+from localstt import environment, portability
+from localstt.config import ModelSpec, find_config_path
+from localstt.errors import ExportError
+from localstt.hashing import sha256_file
 from localstt.portability import atomic_write_text
 
 MANIFEST_NAME = "manifest.json"
 STAMPS_NAME = ".verified.json"
 MANIFEST_FORMAT = 1
-HASH_CHUNK = 8 * 1024 * 1024
 
 VerifyMode = Literal["size", "quick", "full"]
 
-
-class ExportError(RuntimeError):
-    """An export is missing, stale or damaged. The message names the command that fixes it."""
+__all__ = ["ExportError", "FileRecord", "Manifest", "check_export", "export_command", "find_problems"]
 
 
 @dataclass(frozen=True)
@@ -71,8 +69,10 @@ class Manifest:
 
 
 def export_command(key: str, config_path: Path | None = None, *flags: str) -> str:
-    parts = ["uv run python export_models.py", *flags, key]
-    if config_path is not None and config_path.resolve() != DEFAULT_CONFIG_PATH:
+    """The command that exports `key` (with `flags`), naming `config_path` unless the command would
+    find that config.toml by itself. Spelled as $LOCALSTT_EXPORT_COMMAND says (localstt/environment.py)."""
+    parts = [environment.export_command_prefix(), *flags, key]
+    if config_path is not None and config_path.resolve() != find_config_path():
         parts.insert(1, f"--config {config_path}")
     return " ".join(parts)
 
@@ -83,16 +83,6 @@ def human_size(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
         size /= 1000
     raise AssertionError("unreachable")
-
-
-def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-            if on_bytes is not None:
-                on_bytes(len(chunk))
-    return digest.hexdigest()
 
 
 def read_manifest(export_dir: Path) -> Manifest | None:

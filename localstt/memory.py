@@ -31,6 +31,7 @@ the peak is ``rel_shift``'s: the (T, 2T-1) product and its padded copy, 4 T² in
 
 from __future__ import annotations
 
+import gc
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -222,3 +223,37 @@ def choose_attention(
         f"{_size(free_bytes)} free{where}"
     )
     return AttentionPlan("fits", reason, estimate, free_bytes)
+
+
+OUT_OF_MEMORY = {
+    "GPU": "The GPU ran out of memory: close other GPU programs, or set keep_all_loaded = false "
+    "in config.toml, or use a shorter recording.",
+    "RAM": "The computer ran out of memory: close other programs, or set keep_all_loaded = false "
+    "in config.toml, or use a shorter recording.",
+}
+OutOfMemoryKind = Literal["GPU", "RAM", ""]
+
+
+def out_of_memory(error: BaseException) -> OutOfMemoryKind:
+    """ "GPU" for a GPU out-of-memory error, "RAM" for the CPU allocator's, "" for any other error."""
+    import torch
+
+    if isinstance(error, torch.OutOfMemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return "GPU"
+    if isinstance(error, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(error):
+        return "RAM"
+    return ""
+
+
+def ran_out(kind: OutOfMemoryKind) -> str:
+    return "the GPU ran out of memory" if kind == "GPU" else "the computer ran out of memory"
+
+
+def release_memory(device: str) -> None:
+    """Free what a failed attempt left behind (call outside its `except` block, whose traceback holds
+    the attempt's tensors), and hand PyTorch's cached GPU memory back."""
+    import torch
+
+    gc.collect()
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()

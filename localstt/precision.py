@@ -28,11 +28,19 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 REQUESTS = ("auto", "bfloat16", "float16", "float32")
-FAMILIES = ("nemo-asr", "salm")
 FLOAT16_MAX = 65504.0
 NATIVE_BF16 = (8, 0)  # Ampere: bfloat16 tensor cores
 FAST_FP16 = (7, 0)  # Volta: float16 tensor cores (Pascal consumer cards run float16 at 1/64 speed)
-CANARY_FLOAT32 = "about 10 GB for Canary-Qwen's 2.5 B parameters"
+
+
+@dataclass(frozen=True)
+class ModelMakeup:
+    """What the choice needs to know about a model family (each family in localstt/models/ has one)."""
+
+    name: str  # for the notes, e.g. "Canary-Qwen"
+    # A family with a language model: what keeping it float32 costs, for the notes (e.g. "about 10 GB
+    # for Canary-Qwen's 2.5 B parameters"); "" for a family without one (an ASR model).
+    language_model: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,62 +70,74 @@ class Precision:
         return ", ".join([f"{self.weights} weights", *extras]) if extras else self.weights
 
 
-def whole(dtype: str, family: str) -> Precision:
+def whole(dtype: str, makeup: ModelMakeup) -> Precision:
     """Every parameter and every operation in `dtype`."""
-    return Precision(dtype, llm=dtype if family == "salm" else None)
+    return Precision(dtype, llm=dtype if makeup.language_model else None)
 
 
 def choose_precision(
-    device: str, capability: tuple[int, int] | None, requested: str, family: str
+    device: str, capability: tuple[int, int] | None, requested: str, makeup: ModelMakeup
 ) -> Precision:
-    """The precision for a `family` model ("nemo-asr" or "salm") on `device` ("cuda" or "cpu").
+    """The precision for a model made up as `makeup` says, on `device` ("cuda" or "cpu").
 
     `capability`: the GPU's compute capability, e.g. (7, 5); None on the CPU. `requested`: config.toml's
     dtype ("auto", "bfloat16", "float16", "float32").
     """
     if requested not in REQUESTS:
         raise ValueError(f"dtype must be one of {', '.join(REQUESTS)}, not {requested!r}")
-    if family not in FAMILIES:
-        raise ValueError(f"model kind must be one of {', '.join(FAMILIES)}, not {family!r}")
     if device != "cuda":
         note = ""
         if requested in ("bfloat16", "float16"):
             note = f'note: dtype = "{requested}" in config.toml is for GPUs; the CPU runs float32'
-        return replace(whole("float32", family), note=note)
+        return replace(whole("float32", makeup), note=note)
     if requested == "float32":
-        return whole("float32", family)
+        return whole("float32", makeup)
     cc = tuple(capability or (0, 0))
     card = f"this GPU (compute capability {cc[0]}.{cc[1]})"
     if requested == "float16":
-        return _float16(family, card, bf16_instead=cc >= NATIVE_BF16, asked=True)
+        return _float16(makeup, card, bf16_instead=cc >= NATIVE_BF16, asked=True)
     if cc >= NATIVE_BF16:
-        if family == "nemo-asr":
+        if not makeup.language_model:
             return Precision("float32", autocast="bfloat16")
         return Precision("bfloat16", autocast="bfloat16", llm="bfloat16")
     asked = ' (dtype = "bfloat16" in config.toml)' if requested == "bfloat16" else ""
     if cc >= FAST_FP16:
-        chosen = _float16(family, card, bf16_instead=False, asked=False)
+        chosen = _float16(makeup, card, bf16_instead=False, asked=False)
         why = f"note: {card} has no native bfloat16{asked}: {chosen.describe()}"
-        if family == "salm":
-            why += f"; the language model stays float32, which float16 could overflow ({CANARY_FLOAT32})"
+        if makeup.language_model:
+            why += (
+                f"; the language model stays float32, which float16 could overflow ({makeup.language_model})"
+            )
         return replace(chosen, note=why)
-    chosen = whole("float32", family)
+    chosen = whole("float32", makeup)
     why = f"note: {card} has neither native bfloat16 nor fast float16{asked}: float32"
-    return replace(chosen, note=why + (f" ({CANARY_FLOAT32})" if family == "salm" else ""))
+    return replace(chosen, note=why + (f" ({makeup.language_model})" if makeup.language_model else ""))
 
 
-def _float16(family: str, card: str, bf16_instead: bool, asked: bool) -> Precision:
-    if family == "nemo-asr":  # the decoder's LSTM and the greedy loop stay float32
+def _float16(makeup: ModelMakeup, card: str, bf16_instead: bool, asked: bool) -> Precision:
+    if not makeup.language_model:  # an ASR model: the decoder's LSTM and the greedy loop stay float32
         return Precision("float32", encoder_autocast="float16")
     if not asked:  # the language model in float32, fed float32 by the speech encoder
         return Precision("float32", encoder_autocast="float16", llm="float32")
     safe = "bfloat16" if bf16_instead else "a float32 language model"
     note = (
-        f'note: dtype = "float16" puts all of Canary-Qwen in float16, whose largest value is '
+        f'note: dtype = "float16" puts all of {makeup.name} in float16, whose largest value is '
         f"{FLOAT16_MAX:.0f}: its language model can overflow that (inf/NaN: empty or garbled text); "
         f'dtype = "auto" uses {safe} on {card}'
     )
     return Precision("float16", autocast="float16", llm="float16", note=note)
+
+
+def autocast_context(device: str, dtype_name: str | None) -> Any:
+    """torch.autocast in `dtype_name` (a loaded model's `precision.autocast`) on a GPU, else nothing.
+
+    Where only the speech encoder runs under autocast, the loader installed that (`autocast_forward`).
+    """
+    import torch
+
+    if device == "cuda" and dtype_name in ("bfloat16", "float16"):
+        return torch.autocast("cuda", dtype=getattr(torch, dtype_name))
+    return nullcontext()
 
 
 def torch_dtype(name: str) -> Any:

@@ -83,7 +83,7 @@ def long_recording(tmp_path: Path, repeats: int) -> Path:
 def test_parakeet_long_audio_uses_local_attention_and_restores_the_model(model_store, tmp_path):
     path = long_recording(tmp_path, 40)
     messages: list[str] = []
-    options = TranscribeOptions(full_attention_max_minutes=1.0)
+    options = TranscribeOptions.build(full_attention_max_minutes=1.0)
     transcript = transcribe(path, "parakeet", options, model_store, lambda f, m: messages.append(m))
     assert transcript.duration == pytest.approx(sf.info(path).duration, abs=0.01)
     assert transcript.duration > 170
@@ -109,7 +109,8 @@ def test_parakeet_long_audio_uses_local_attention_and_restores_the_model(model_s
 def test_canary_long_audio_is_cut_into_windows_of_at_most_40_seconds(model_store, tmp_path):
     path = long_recording(tmp_path, 40)
     messages: list[str] = []
-    options = TranscribeOptions(canary_max_new_tokens=12)  # the tiny LLM's words are random; keep it short
+    # The tiny LLM's words are random; keep it short.
+    options = TranscribeOptions.build(canary_max_new_tokens=12)
     transcript = transcribe(path, "canary-qwen", options, model_store, lambda f, m: messages.append(m))
     windows = math.ceil(transcript.duration / 40)
     assert f"window 1-{len(transcript.segments)} of {len(transcript.segments)}" in messages

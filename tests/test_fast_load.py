@@ -22,8 +22,9 @@ from store_env import NEMO_NAME, OFFLINE_RUNNER, Project, make_project, seed_hub
 from tiny_models import PHRASE_TXT, PHRASE_WAV
 
 import model_loader
-from localstt import nemo_archive
 from localstt.config import load_config
+from localstt.environment import FAST_LOAD_ENV
+from localstt.loading import nemo_archive
 
 PHRASE = PHRASE_TXT.read_text().strip()
 
@@ -180,7 +181,7 @@ def test_failing_internals_fall_back_to_the_plain_load(fast_project: Project, mo
 
 
 def test_environment_switch_forces_the_plain_load(fast_project: Project, monkeypatch):
-    monkeypatch.setenv(nemo_archive.FAST_LOAD_ENV, "0")
+    monkeypatch.setenv(FAST_LOAD_ENV, "0")
     loaded = _load_in_process(fast_project)
     assert loaded.method == "plain"
     _assert_same_model(fast_project, loaded)

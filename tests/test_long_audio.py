@@ -8,7 +8,6 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,16 @@ import pytest
 import soundfile as sf
 import torch
 from omegaconf import OmegaConf
+from store_env import REPO_ROOT
 from tiny_models import PHRASE_TXT, PHRASE_WAV
 
 from benchmarks.attention_memory import measure
 from localstt import memory
-from localstt.config import DEFAULT_CONFIG_PATH, ConfigError, TranscriptionSettings, load_config
+from localstt.config import ConfigError, load_config
 from localstt.engine import EngineError, TranscribeOptions, transcribe
 from localstt.memory import AttentionDims, choose_attention, encoder_frames, full_attention_bytes
+from localstt.models.canary_qwen import CanaryQwenOptions
+from localstt.models.parakeet import ParakeetOptions
 from localstt.subtitles import JsonWriter, transcript_from_json
 
 PHRASE = PHRASE_TXT.read_text().strip()
@@ -182,7 +184,7 @@ def recording(tmp_path: Path, repeats: int) -> Path:
 def test_the_dimensions_are_read_from_the_loaded_model(model_store):
     from types import SimpleNamespace
 
-    from localstt.engine import _score_bytes
+    from localstt.models.parakeet import score_bytes as _score_bytes
     from localstt.precision import Precision
 
     loaded = model_store.load("parakeet")
@@ -207,7 +209,13 @@ def test_a_short_recording_gets_full_attention_and_says_so(model_store):
     assert transcript.notes[0].startswith("full attention: 3 s of audio needs about ")
     assert transcript.notes[0].endswith("free on cpu") and transcript.notes[0] in messages
     data = json.loads(JsonWriter().render(transcript))
-    assert list(data)[-1] == "notes" and data["notes"] == transcript.notes
+    assert list(data)[-2:] == ["notes", "options"] and data["notes"] == transcript.notes
+    assert data["options"] == {  # how it was made: the common options and Parakeet's own
+        "max_audio_minutes": 180.0,
+        "full_attention_max_minutes": 24.0,
+        "attention_memory_fraction": 0.8,
+        "parakeet_batch_size": 1,
+    }
     assert transcript_from_json(JsonWriter().render(transcript)) == transcript
 
 
@@ -278,7 +286,7 @@ def test_out_of_memory_in_both_modes_gives_the_sentence_and_restores_the_model(m
 def test_planned_local_attention_is_not_retried(model_store, tmp_path):
     model = model_store.load("parakeet").model
     before = attention_settings(model)
-    options = TranscribeOptions(full_attention_max_minutes=0)
+    options = TranscribeOptions.build(full_attention_max_minutes=0)
     with out_of_memory_when(model.encoder, lambda batch: True) as calls, pytest.raises(EngineError):
         transcribe(PHRASE_WAV, "parakeet", options, model_store)
     assert calls == [1]
@@ -286,12 +294,12 @@ def test_planned_local_attention_is_not_retried(model_store, tmp_path):
 
 
 # The tiny LLM's words are random: keep them short. 12 s windows: 44 s of audio gives 5 windows.
-CANARY = TranscribeOptions(canary_max_new_tokens=12, canary_window_seconds=12)
+CANARY = TranscribeOptions.build(canary_max_new_tokens=12, canary_window_seconds=12)
 
 
 def test_canary_halves_its_batch_on_out_of_memory_and_keeps_it_small(model_store, tmp_path):
     path = recording(tmp_path, 10)
-    one_at_a_time = transcribe(path, "canary-qwen", replace(CANARY, canary_batch_size=1), model_store)
+    one_at_a_time = transcribe(path, "canary-qwen", CANARY.replace(canary_batch_size=1), model_store)
     assert len(one_at_a_time.segments) == 5 and one_at_a_time.notes == []
     perception = model_store.load("canary-qwen").model.perception
     messages: list[str] = []
@@ -307,7 +315,7 @@ def test_canary_halves_its_batch_on_out_of_memory_and_keeps_it_small(model_store
     assert shrunk.text == one_at_a_time.text and shrunk.segments == one_at_a_time.segments
 
     with out_of_memory_when(perception, lambda batch: batch.shape[0] > 2) as calls:
-        halved = transcribe(path, "canary-qwen", replace(CANARY, canary_batch_size=4), model_store)
+        halved = transcribe(path, "canary-qwen", CANARY.replace(canary_batch_size=4), model_store)
     assert calls == [4, 2, 2, 1]  # 4 failed and was redone as 2; never 4 again
     windows = [(s.start, s.end) for s in one_at_a_time.segments]
     assert [(s.start, s.end) for s in halved.segments] == windows
@@ -316,7 +324,7 @@ def test_canary_halves_its_batch_on_out_of_memory_and_keeps_it_small(model_store
 def test_canary_out_of_memory_at_batch_one_gives_the_sentence(model_store, tmp_path):
     perception = model_store.load("canary-qwen").model.perception
     with out_of_memory_when(perception, lambda batch: True) as calls, pytest.raises(EngineError) as caught:
-        transcribe(recording(tmp_path, 6), "canary-qwen", replace(CANARY, canary_batch_size=2), model_store)
+        transcribe(recording(tmp_path, 6), "canary-qwen", CANARY.replace(canary_batch_size=2), model_store)
     assert str(caught.value) == GPU_SENTENCE
     assert calls == [2, 1]
     assert transcribe(PHRASE_WAV, "canary-qwen", CANARY, model_store).segments
@@ -332,8 +340,8 @@ def write_config(tmp_path: Path, transcription: str) -> Path:
 
 
 def test_the_shipped_config_has_the_default_settings():
-    config = load_config(DEFAULT_CONFIG_PATH)
-    assert config.transcription == TranscriptionSettings()
+    config = load_config(REPO_ROOT / "config.toml")
+    assert config.transcription == TranscribeOptions()
     assert config.max_audio_minutes == 180.0
     assert TranscribeOptions.from_config(config) == TranscribeOptions()
 
@@ -346,15 +354,23 @@ def test_settings_are_read_into_the_options(tmp_path):
     )
     config = load_config(path)
     assert config.max_audio_minutes == 60.0
-    assert config.transcription == TranscriptionSettings(60.0, 10.5, 1.0, 2, 30.0, 4)
+    assert config.transcription == TranscribeOptions.build(
+        max_audio_minutes=60.0,
+        full_attention_max_minutes=10.5,
+        attention_memory_fraction=1.0,
+        parakeet_batch_size=2,
+        canary_window_seconds=30.0,
+        canary_batch_size=4,
+    )
     options = TranscribeOptions.from_config(config, canary_max_new_tokens=20)
-    assert (options.full_attention_max_minutes, options.attention_memory_fraction) == (10.5, 1.0)
-    assert (options.parakeet_batch_size, options.canary_batch_size, options.canary_window_seconds) == (
+    parakeet, canary = options.of(ParakeetOptions), options.of(CanaryQwenOptions)
+    assert (parakeet.full_attention_max_minutes, parakeet.attention_memory_fraction) == (10.5, 1.0)
+    assert (parakeet.parakeet_batch_size, canary.canary_batch_size, canary.canary_window_seconds) == (
         2,
         4,
         30,
     )
-    assert options.canary_max_new_tokens == 20
+    assert canary.canary_max_new_tokens == 20
 
 
 @pytest.mark.parametrize(

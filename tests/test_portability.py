@@ -23,10 +23,11 @@ from pathlib import Path
 import pytest
 
 import export_models
+from localstt import export, portability
 from localstt import manifest as manifest_module
-from localstt import nemo_archive, portability
 from localstt.config import load_config, write_pin
 from localstt.hub import RemoteFile, download_verified
+from localstt.loading import nemo_archive
 from localstt.manifest import (
     MANIFEST_NAME,
     STAMPS_NAME,
@@ -37,6 +38,7 @@ from localstt.manifest import (
     find_problems,
     record_verified,
 )
+from localstt.models import family_for
 from localstt.subtitles import WRITERS, write_outputs
 from localstt.transcript import Segment, Transcript, Word
 
@@ -236,9 +238,10 @@ class FakeHub:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, contents: dict[str, bytes], main: str) -> None:
         self.contents, self.main, self.downloads = contents, main, 0
-        monkeypatch.setattr(export_models, "resolve_main", lambda api, repo: self.main)
-        monkeypatch.setattr(export_models, "_plan", self.plan)
-        monkeypatch.setattr(export_models, "download_verified", self.download)
+        monkeypatch.setattr(export, "resolve_main", lambda api, repo: self.main)
+        parakeet = type(family_for("nemo-asr"))
+        monkeypatch.setattr(parakeet, "plan", lambda family, api, spec: self.plan(api, spec))
+        monkeypatch.setattr(export, "download_verified", self.download)
 
     def plan(self, api: object, spec: object) -> list[RemoteFile]:
         data = self.contents[spec.revision]  # type: ignore[attr-defined]
@@ -290,7 +293,7 @@ def test_update_while_the_app_has_the_export_open_is_one_line_and_loses_nothing(
     # Nothing of the old export is lost: same pin, same files, and it passes the loader's full check.
     assert config.read_bytes() == config_text
     assert verified_revision(config) == (REV_A, OLD)
-    assert export_models.verify_model(load_config(config), "parakeet")
+    assert export.verify_model(load_config(config), "parakeet")
     assert "parakeet: all 1 files match their sha256" in capsys.readouterr().out
     assert not (models / ".previous").exists() or not any((models / ".previous").iterdir())
     assert hub.downloads == 1  # the new revision waits, verified, in .staging/
@@ -317,14 +320,14 @@ def test_a_leftover_previous_folder_that_cannot_be_removed_gets_a_fresh_name(tmp
     FakeHub(monkeypatch, {REV_A: OLD, REV_B: NEW}, main=REV_B)
     windows = SimulatedWindows(monkeypatch)
     windows.held.add(stuck / NEMO)
-    real_rmtree = export_models.shutil.rmtree
+    real_rmtree = export.shutil.rmtree
 
     def rmtree(path: object, ignore_errors: bool = False, **kwargs: object) -> None:
         if windows._is_held(Path(str(path))) or any(windows._is_held(p) for p in Path(str(path)).rglob("*")):
             return  # Windows cannot delete an open file; ignore_errors leaves the folder
         real_rmtree(path, ignore_errors=ignore_errors, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(export_models.shutil, "rmtree", rmtree)
+    monkeypatch.setattr(export.shutil, "rmtree", rmtree)
     code, out, err = run_export(capsys, config, "--update")
     assert (code, err) == (0, "")
     assert verified_revision(config) == (REV_B, NEW)
@@ -607,14 +610,14 @@ def test_paths_over_windows_max_path_are_refused_before_downloading(tmp_path, mo
     staging = tmp_path / ("s" * 240)
     remote = RemoteFile(REPO, REV_A, NEMO, 1, "0" * 40, None, NEMO)
     spec = load_config(make_config_only(tmp_path / "cfg", REV_A)).model("parakeet")
-    export_models._check_path_lengths(spec, [remote], staging, tmp_path / "parakeet")  # Linux: no limit
+    export._check_path_lengths(spec, [remote], staging, tmp_path / "parakeet")  # Linux: no limit
     monkeypatch.setattr(portability, "IS_WINDOWS", True)
     monkeypatch.setattr(portability, "_long_paths_enabled", lambda: False)
-    with pytest.raises(export_models.ExportError, match="over Windows' limit of 259: set models_dir"):
-        export_models._check_path_lengths(spec, [remote], staging, tmp_path / "parakeet")
-    export_models._check_path_lengths(spec, [remote], tmp_path / "short", tmp_path / "parakeet")
+    with pytest.raises(export.ExportError, match="over Windows' limit of 259: set models_dir"):
+        export._check_path_lengths(spec, [remote], staging, tmp_path / "parakeet")
+    export._check_path_lengths(spec, [remote], tmp_path / "short", tmp_path / "parakeet")
     monkeypatch.setattr(portability, "_long_paths_enabled", lambda: True)
-    export_models._check_path_lengths(spec, [remote], staging, tmp_path / "parakeet")
+    export._check_path_lengths(spec, [remote], staging, tmp_path / "parakeet")
 
 
 def test_ctrl_break_becomes_keyboard_interrupt_where_it_exists(monkeypatch):
@@ -633,7 +636,7 @@ def test_ctrl_break_becomes_keyboard_interrupt_where_it_exists(monkeypatch):
 
 
 APP_SOURCES = [
-    *sorted((REPO_ROOT / "localstt").glob("*.py")),
+    *sorted((REPO_ROOT / "localstt").rglob("*.py")),
     REPO_ROOT / "export_models.py",
     REPO_ROOT / "model_loader.py",
     REPO_ROOT / "transcribe_ui.py",

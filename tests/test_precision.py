@@ -16,12 +16,26 @@ import pytest
 import torch
 from tiny_models import PHRASE_TXT, PHRASE_WAV, transcribe_prompt
 
+import localstt.store
 import model_loader
-from localstt import salm_loading
 from localstt.config import load_config
-from localstt.precision import FLOAT16_MAX, Precision, autocast_forward, choose_precision
+from localstt.loading import salm as salm_loading
+from localstt.models import family_for
+from localstt.precision import FLOAT16_MAX, Precision, autocast_context, autocast_forward
+from localstt.precision import choose_precision as choose_for_makeup
 
 PHRASE = PHRASE_TXT.read_text(encoding="utf-8").strip()
+
+
+def choose_precision(device: str, capability: tuple[int, int] | None, requested: str, kind: str) -> Precision:
+    """localstt.precision.choose_precision for the family of `kind` ("nemo-asr", "salm")."""
+    return choose_for_makeup(device, capability, requested, family_for(kind).makeup)
+
+
+def pick(config: Any, kind: str) -> tuple[str, Precision]:
+    return localstt.store.pick_device_and_precision(config, family_for(kind))
+
+
 REQUESTS = ("auto", "bfloat16", "float16", "float32")
 
 F32 = Precision("float32")  # an ASR model, all float32
@@ -141,13 +155,11 @@ def test_bad_inputs_are_refused():
 def test_engine_autocasts_only_where_the_precision_says():
     from contextlib import nullcontext
 
-    from localstt.engine import _autocast
-
-    assert isinstance(_autocast("cuda", None), nullcontext)  # e.g. a T4: the encoder autocasts itself
-    assert isinstance(_autocast("cpu", "bfloat16"), nullcontext)
-    assert isinstance(_autocast("cuda", "float32"), nullcontext)
+    assert isinstance(autocast_context("cuda", None), nullcontext)  # e.g. a T4: the encoder autocasts itself
+    assert isinstance(autocast_context("cpu", "bfloat16"), nullcontext)
+    assert isinstance(autocast_context("cuda", "float32"), nullcontext)
     with pytest.warns(UserWarning, match="CUDA is not available"):  # this test machine has no GPU
-        context = _autocast("cuda", "bfloat16")
+        context = autocast_context("cuda", "bfloat16")
     assert isinstance(context, torch.autocast) and context.fast_dtype == torch.bfloat16
 
 
@@ -167,7 +179,7 @@ def test_a_t4_gets_float16_and_no_bfloat16(exported_project, monkeypatch, capsys
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)  # emulated counts
     config = config_with(exported_project, "auto", requested)
-    chosen = {kind: model_loader._pick_device_and_dtype(config, kind) for kind in ("nemo-asr", "salm")}
+    chosen = {kind: pick(config, kind) for kind in ("nemo-asr", "salm")}
 
     assert {kind: device for kind, (device, _) in chosen.items()} == {"nemo-asr": "cuda", "salm": "cuda"}
     parakeet, canary = chosen["nemo-asr"][1], chosen["salm"][1]
@@ -183,9 +195,7 @@ def test_a_t4_gets_float16_and_no_bfloat16(exported_project, monkeypatch, capsys
 
 def test_cpu_with_bfloat16_in_config_runs_float32_with_one_note(exported_project, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    device, precision = model_loader._pick_device_and_dtype(
-        config_with(exported_project, "cpu", "bfloat16"), "salm"
-    )
+    device, precision = pick(config_with(exported_project, "cpu", "bfloat16"), "salm")
     assert (device, dataclasses.replace(precision, note="")) == ("cpu", F32_SALM)
     assert capsys.readouterr().err == NOTES[("nemo-asr", None, "bfloat16")] + "\n"
 
@@ -207,10 +217,10 @@ def test_cpu_with_bfloat16_in_config_runs_float32_with_one_note(exported_project
 def t4_store(exported_project: Any, monkeypatch: pytest.MonkeyPatch) -> model_loader.ModelStore:
     """A store that loads on the CPU exactly what it would put on a T4 (the precision of compute 7.5)."""
 
-    def as_on_a_t4(config: Any, kind: str) -> tuple[str, Precision]:
-        return "cpu", choose_precision("cuda", (7, 5), config.runtime.dtype, kind)
+    def as_on_a_t4(config: Any, family: Any) -> tuple[str, Precision]:
+        return "cpu", choose_for_makeup("cuda", (7, 5), config.runtime.dtype, family.makeup)
 
-    monkeypatch.setattr(model_loader, "_pick_device_and_dtype", as_on_a_t4)
+    monkeypatch.setattr(localstt.store, "pick_device_and_precision", as_on_a_t4)
     return model_loader.ModelStore(load_config(exported_project.config))
 
 

@@ -17,8 +17,9 @@ import torch
 from tiny_models import PHRASE_WAV, transcribe_prompt
 
 import model_loader  # noqa: F401  (offline switches before NeMo and the hub client are imported)
-from localstt import salm_loading
-from localstt.nemo_archive import LoadError, meta_tensors
+from localstt.errors import LoadError
+from localstt.loading import salm as salm_loading
+from localstt.loading.nemo_archive import meta_tensors
 
 
 @pytest.fixture(scope="module")

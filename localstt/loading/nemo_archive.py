@@ -22,7 +22,6 @@ gives the same model, only slower.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
 import json
 import os
@@ -35,21 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from localstt.environment import fast_load_problem
+from localstt.errors import FastPathUnavailable, LoadError
+from localstt.hashing import sha256_file
 from localstt.portability import move_folder
 
 WEIGHTS_MEMBER = "model_weights.ckpt"
 UNPACKED_PREFIX = ".unpacked-"
 SIDECAR_NAME = "unpacked.json"
 TESTED_TORCH = ((2, 6), (2, 15))  # torch.serialization._load(overall_storage=..., weights_only=...)
-FAST_LOAD_ENV = "LOCALSTT_FAST_LOAD"  # "0": always load the plain way
-
-
-class LoadError(RuntimeError):
-    """A model cannot be loaded; the message says why and what to run."""
-
-
-class FastPathUnavailable(Exception):
-    """The mapped load cannot be used here; the plain load is used instead (same result)."""
 
 
 def safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
@@ -91,10 +84,6 @@ def _relative(member: tarfile.TarInfo) -> str:
     return PurePosixPath(*[p for p in PurePosixPath(member.name).parts if p != "."]).as_posix()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _is_valid_unpacked(folder: Path, layout: NemoLayout, nemo_sha256: str) -> bool:
     try:
         record = json.loads((folder / SIDECAR_NAME).read_text(encoding="utf-8"))
@@ -102,7 +91,7 @@ def _is_valid_unpacked(folder: Path, layout: NemoLayout, nemo_sha256: str) -> bo
         if record["source_sha256"] != nemo_sha256 or set(files) != {_relative(m) for m in layout.small}:
             return False
         return all(
-            (folder / name).stat().st_size == meta["size"] and _sha256(folder / name) == meta["sha256"]
+            (folder / name).stat().st_size == meta["size"] and sha256_file(folder / name) == meta["sha256"]
             for name, meta in files.items()
         )
     except (OSError, ValueError, KeyError, TypeError):
@@ -123,7 +112,9 @@ def _unpack(layout: NemoLayout, nemo_sha256: str, folder: Path) -> None:
                 raise LoadError(f"Refusing {layout.path}: member '{member.name}' is not a regular file.")
             with source, open(target, "wb") as sink:
                 shutil.copyfileobj(source, sink)
-    files = {_relative(m): {"size": m.size, "sha256": _sha256(folder / _relative(m))} for m in layout.small}
+    files = {
+        _relative(m): {"size": m.size, "sha256": sha256_file(folder / _relative(m))} for m in layout.small
+    }
     record = {"source": layout.path.name, "source_sha256": nemo_sha256, "files": files}
     (folder / SIDECAR_NAME).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
@@ -172,8 +163,8 @@ def _torch_version() -> tuple[int, int]:
 
 def fast_path_problem(layout: NemoLayout) -> str | None:
     """Why the mapped load cannot be used for this archive with this torch, or None if it can."""
-    if os.environ.get(FAST_LOAD_ENV, "1") == "0":
-        return f"{FAST_LOAD_ENV}=0"
+    if (problem := fast_load_problem()) is not None:
+        return problem
     try:
         import torch.serialization as serialization
         from torch import _weights_only_unpickler  # noqa: F401

@@ -19,22 +19,19 @@ tokenizer beside it and its config in `llm_backbone/`. Anything unexpected falls
 from __future__ import annotations
 
 import gc
-import os
-import sys
+import logging
 from pathlib import Path
 from typing import Any
 
-from localstt.nemo_archive import (
-    FAST_LOAD_ENV,
-    FastPathUnavailable,
-    LoadError,
-    meta_tensors,
-    rebuild_positional_encodings,
-)
-from localstt.precision import Precision, autocast_forward, torch_dtype, whole
+from localstt.environment import fast_load_problem
+from localstt.errors import FastPathUnavailable, LoadError
+from localstt.loading.nemo_archive import meta_tensors, rebuild_positional_encodings
+from localstt.precision import Precision, autocast_forward, torch_dtype
 
 WEIGHTS_NAME = "model.safetensors"
 LLM_BACKBONE_DIR = "llm_backbone"
+
+logger = logging.getLogger(__name__)
 
 
 def load_salm(export_dir: Path, device: str, dtype: Any) -> tuple[Any, str]:
@@ -45,7 +42,7 @@ def load_salm(export_dir: Path, device: str, dtype: Any) -> tuple[Any, str]:
     from nemo.utils import logging as nemo_logging
 
     nemo_logging.setLevel(nemo_logging.ERROR)
-    problem = f"{FAST_LOAD_ENV}=0" if os.environ.get(FAST_LOAD_ENV, "1") == "0" else None
+    problem = fast_load_problem()
     model, method = None, "mapped"
     if problem is None:
         try:
@@ -58,10 +55,14 @@ def load_salm(export_dir: Path, device: str, dtype: Any) -> tuple[Any, str]:
     if model is None:
         from nemo.collections.speechlm2.models import SALM
 
-        print(f"note: building {export_dir.name} the slow way ({problem})", file=sys.stderr, flush=True)
+        logger.warning("note: building %s the slow way (%s)", export_dir.name, problem)
         model, method = SALM.from_pretrained(str(export_dir), local_files_only=True), "safetensors"
     check_safetensors_keys(export_dir, model)
-    precision = dtype if isinstance(dtype, Precision) else whole(str(dtype).removeprefix("torch."), "salm")
+    if isinstance(dtype, Precision):
+        precision = dtype
+    else:  # the whole model, its language model included, in one dtype
+        name = str(dtype).removeprefix("torch.")
+        precision = Precision(name, llm=name)
     return place(model.eval(), device, precision), method
 
 

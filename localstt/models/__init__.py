@@ -1,0 +1,21 @@
+"""The model families, one module each, and the registry that maps config.toml's `kind` to them.
+
+* parakeet.py     `kind = "nemo-asr"`: Parakeet-TDT (a `.nemo` archive)
+* canary_qwen.py  `kind = "salm"`: Canary-Qwen (NeMo's speech-LLM, a folder of safetensors)
+
+family.py says what a family provides. A new family is one more module here, imported below.
+"""
+
+from __future__ import annotations
+
+from localstt.models.family import ModelFamily, families, family_for, register, unregister
+
+# Each module registers its family on import, in this order (the order config errors list them).
+# isort: off
+from localstt.models import parakeet
+from localstt.models import canary_qwen  # noqa: F401
+# isort: on
+
+DEFAULT_KIND = parakeet.PARAKEET.kind  # a [models.*] table without `kind`
+
+__all__ = ["DEFAULT_KIND", "ModelFamily", "families", "family_for", "register", "unregister"]

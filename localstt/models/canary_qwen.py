@@ -1,0 +1,204 @@
+"""Canary-Qwen (NeMo's speech-LLM `SALM`, `kind = "salm"`): a folder of upstream files per export.
+
+Export: canary's config.json and safetensors unchanged, plus the LLM's tokenizer at the root and its
+config.json in llm_backbone/ (NeMo 3.0 builds the LLM from those; its weights are never fetched).
+Load: localstt/loading/salm.py. Transcribe: windows of at most `canary_window_seconds` cut at quiet
+points, several at once. It can also answer questions about a transcript (its LLM, adapter off).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from localstt import memory
+from localstt.audio import split_at_quiet_points
+from localstt.errors import HubError
+from localstt.loading.salm import load_salm
+from localstt.models.family import ModelFamily, Progress, register
+from localstt.options import FamilyOptions, Limit, setting
+from localstt.precision import ModelMakeup, Precision, autocast_context
+from localstt.transcript import Segment
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
+    from localstt.audio import DecodedAudio
+    from localstt.config import ModelSpec
+    from localstt.hub import RemoteFile
+    from localstt.manifest import Manifest
+    from localstt.store import LoadedModel
+
+SAMPLE_RATE = 16000
+MODEL_FILE_PATTERNS = {
+    "config.json": "{name}",
+    "*.safetensors": "{name}",
+    "*.safetensors.index.json": "{name}",
+}
+# SALM builds its LLM from a tokenizer beside config.json and the LLM's config in llm_backbone/
+# (nemo.collections.speechlm2.parts.hf_hub._inject_local_artifact_paths); no LLM weights are needed.
+LLM_FILE_PATTERNS = {
+    "tokenizer.json": "{name}",
+    "tokenizer_config.json": "{name}",
+    "vocab.json": "{name}",
+    "merges.txt": "{name}",
+    "special_tokens_map.json": "{name}",
+    "added_tokens.json": "{name}",
+    "config.json": "llm_backbone/config.json",
+    "generation_config.json": "llm_backbone/generation_config.json",
+}
+
+
+@dataclass(frozen=True)
+class CanaryQwenOptions(FamilyOptions):
+    # Canary-Qwen reads at most about 40 s per prompt; this many windows at once (halved on OOM).
+    canary_window_seconds: float = setting(
+        40.0,
+        Limit(
+            0, False, 40, False, "a number of seconds above 0 and at most 40 (Canary-Qwen reads at most 40 s)"
+        ),
+    )
+    canary_batch_size: int = setting(8, Limit(1, True, None, True, "a whole number, 1 or more"))
+    canary_max_new_tokens: int = setting(320, Limit(1, True, None, True, "a whole number, 1 or more"))
+
+
+class CanaryQwen(ModelFamily):
+    kind: ClassVar[str] = "salm"
+    makeup: ClassVar[ModelMakeup] = ModelMakeup(
+        "Canary-Qwen", language_model="about 10 GB for Canary-Qwen's 2.5 B parameters"
+    )
+    options_type: ClassVar[type[FamilyOptions]] = CanaryQwenOptions
+    answers_questions: ClassVar[bool] = True
+
+    def check_spec(self, spec: ModelSpec) -> str | None:
+        if spec.llm_repo.count("/") != 1:
+            return f'is a {self.kind} model and needs llm_repo = "org/name".'
+        return None
+
+    def plan(self, api: HfApi, spec: ModelSpec) -> list[RemoteFile]:
+        from localstt.hub import list_files
+
+        files = list_files(api, spec.repo, spec.revision, MODEL_FILE_PATTERNS)
+        if not any(f.path == "config.json" for f in files) or not any(
+            f.path.endswith(".safetensors") for f in files
+        ):
+            raise HubError(
+                f"{spec.repo}@{spec.short_revision} has no config.json + model.safetensors; is kind right?"
+            )
+        llm_files = list_files(api, spec.llm_repo, spec.llm_revision, LLM_FILE_PATTERNS)
+        if not any(f.path == "tokenizer_config.json" for f in llm_files):
+            raise HubError(f"{spec.llm_repo}@{spec.llm_revision[:12]} has no tokenizer_config.json.")
+        return sorted(files + llm_files, key=lambda f: f.size)
+
+    def check_downloaded(self, staging: Path, spec: ModelSpec, destination: str) -> None:
+        if destination == "config.json":
+            self.check_staged(staging, spec)
+
+    def check_staged(self, staging: Path, spec: ModelSpec) -> None:
+        """The LLM canary's config.json names must be the one config.toml pins."""
+        named = json.loads((staging / "config.json").read_text(encoding="utf-8")).get("pretrained_llm")
+        if named != spec.llm_repo:
+            raise HubError(
+                f'{spec.repo} names {named} as its LLM but config.toml has llm_repo = "{spec.llm_repo}"; '
+                f'set llm_repo = "{named}" and llm_revision = "" in [models.{spec.key}].'
+            )
+
+    def load(
+        self, export_dir: Path, manifest: Manifest, device: str, precision: Precision
+    ) -> tuple[Any, str]:
+        return load_salm(export_dir, device, precision)
+
+    def transcribe(
+        self, loaded: LoadedModel, audio: DecodedAudio, options: Any, progress: Progress
+    ) -> tuple[list[Segment], list[str]]:
+        """Windows of at most canary_window_seconds, canary_batch_size at a time; on running out of
+        memory the batch is halved (down to 1) and redone, and stays that small for the rest of the
+        recording."""
+        assert isinstance(options, CanaryQwenOptions)
+        windows = split_at_quiet_points(audio.samples, SAMPLE_RATE, options.canary_window_seconds)
+        segments: list[Segment] = []
+        notes: list[str] = []
+        size = max(1, options.canary_batch_size)
+        first = 0
+        while first < len(windows):
+            batch = windows[first : first + size]
+            where = 0.1 + 0.85 * first / len(windows)
+            progress(where, f"window {first + 1}-{first + len(batch)} of {len(windows)}")
+            ran_out: memory.OutOfMemoryKind = ""
+            try:
+                texts = _transcribe_windows(loaded, audio.samples, batch, options)
+            except Exception as error:
+                ran_out = memory.out_of_memory(error) if len(batch) > 1 else ""
+                if not ran_out:
+                    raise
+            if ran_out:  # here, not in the `except` block, so that the failed batch's tensors are freed
+                memory.release_memory(loaded.device)
+                size = max(1, len(batch) // 2)
+                message = f"{memory.ran_out(ran_out)} with {len(batch)} windows at once; now {size} at a time"
+                progress(where, message)
+                notes.append(f"{message}, from window {first + 1} on")
+                continue
+            for (start, end), text in zip(batch, texts, strict=True):
+                if text:
+                    segments.append(Segment(round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3), text))
+            first += len(batch)
+        return segments, notes
+
+    def ask(self, loaded: LoadedModel, transcript_text: str, question: str, max_new_tokens: int) -> str:
+        import torch
+        from nemo.collections.common.prompts import PromptFormatter
+
+        model = loaded.model
+        turns = [{"role": "user", "content": f"{question.strip()}\n\nTranscript:\n{transcript_text.strip()}"}]
+        formatter = PromptFormatter.resolve(model.cfg.prompt_format)(model.tokenizer)
+        prompt_ids = torch.as_tensor(formatter.encode_dialog(turns=turns)["input_ids"]).unsqueeze(0)
+        with (
+            torch.inference_mode(),
+            model.llm.disable_adapter(),
+            autocast_context(loaded.device, loaded.precision.autocast),
+        ):
+            ids = model.generate(prompts=prompt_ids.to(loaded.device), max_new_tokens=max_new_tokens)
+        # Text-only generation returns the prompt followed by the reply.
+        reply = [int(t) for t in ids[0, prompt_ids.shape[1] :].cpu()]
+        if model.text_eos_id in reply:
+            reply = reply[: reply.index(model.text_eos_id)]
+        return str(model.tokenizer.ids_to_text(reply))
+
+
+def _decode_ids(model: Any, ids: Any) -> str:
+    eos = model.text_eos_id
+    tokens = [int(t) for t in ids]
+    if eos in tokens:
+        tokens = tokens[: tokens.index(eos)]
+    text = model.tokenizer.ids_to_text(tokens)
+    return re.sub(r"<\|[^|>]*\|>", "", text).strip()
+
+
+def _transcribe_windows(
+    loaded: LoadedModel, samples: np.ndarray, batch: list[tuple[int, int]], options: CanaryQwenOptions
+) -> list[str]:
+    """Canary-Qwen's text for each window (start, end sample) of `batch`, all at once."""
+    import torch
+
+    model = loaded.model
+    prompt = [{"role": "user", "content": f"Transcribe the following: {model.audio_locator_tag}"}]
+    lengths = [end - start for start, end in batch]
+    padded = np.zeros((len(batch), max(lengths)), dtype=np.float32)
+    for row, (start, end) in enumerate(batch):
+        padded[row, : end - start] = samples[start:end]
+    with torch.inference_mode(), autocast_context(loaded.device, loaded.precision.autocast):
+        ids = model.generate(
+            prompts=[prompt] * len(batch),
+            max_new_tokens=options.canary_max_new_tokens,
+            audios=torch.from_numpy(padded).to(loaded.device),
+            audio_lens=torch.tensor(lengths, dtype=torch.long, device=loaded.device),
+        )
+    return [_decode_ids(model, row) for row in ids.cpu()]
+
+
+CANARY_QWEN = register(CanaryQwen())

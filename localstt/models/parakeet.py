@@ -1,0 +1,239 @@
+"""Parakeet-TDT (NeMo's ASR models, `kind = "nemo-asr"`): one `.nemo` archive per export.
+
+Export: the repo's one top-level `.nemo`, unchanged. Load: read in place (localstt/loading/
+nemo_archive.py), float32 weights; on a GPU the engine runs it under bfloat16 autocast, or only its
+encoder under float16 where the GPU lacks bfloat16 (localstt/precision.py). Transcribe: one pass over
+the whole recording with word timestamps, full attention when it fits (localstt/memory.py), else
+local attention, and local attention again if full attention runs out of memory anyway.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from localstt import memory
+from localstt.errors import HubError, LoadError
+from localstt.loading.nemo_archive import connector, fast_path_problem, read_layout, unpacked_folder
+from localstt.models.family import ModelFamily, Progress, register
+from localstt.options import FamilyOptions, Limit, setting
+from localstt.precision import ModelMakeup, Precision, autocast_context, autocast_forward
+from localstt.transcript import Segment, Word
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
+    from localstt.audio import DecodedAudio
+    from localstt.config import ModelSpec
+    from localstt.hub import RemoteFile
+    from localstt.loading.nemo_archive import NemoLayout
+    from localstt.manifest import Manifest
+    from localstt.store import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+# Room, beyond the export's own files, for what the loader unpacks beside a .nemo (nemo_archive.py):
+# ".unpacked-<16 hex>/" and NeMo's "<32 hex>_tokenizer.model"-like member names.
+UNPACKED_PATH_MARGIN = 80
+
+
+@dataclass(frozen=True)
+class ParakeetOptions(FamilyOptions):
+    # Full attention up to this length (never over NVIDIA's 24 minutes) and only while one encoder
+    # layer's estimated attention memory fits in this fraction of the free memory.
+    full_attention_max_minutes: float = setting(
+        24.0,
+        Limit(0, True, 24, False, "a number of minutes from 0 to 24 (NVIDIA's limit for full attention)"),
+    )
+    attention_memory_fraction: float = setting(
+        0.8,
+        Limit(
+            0,
+            False,
+            1,
+            False,
+            "a number above 0 and at most 1 (the share of free memory full attention may use)",
+        ),
+    )
+    parakeet_batch_size: int = setting(1, Limit(1, True, None, True, "a whole number, 1 or more"))
+
+
+class Parakeet(ModelFamily):
+    kind: ClassVar[str] = "nemo-asr"
+    makeup: ClassVar[ModelMakeup] = ModelMakeup("Parakeet")
+    options_type: ClassVar[type[FamilyOptions]] = ParakeetOptions
+    loader_path_margin: ClassVar[int] = UNPACKED_PATH_MARGIN
+
+    def plan(self, api: HfApi, spec: ModelSpec) -> list[RemoteFile]:
+        from localstt.hub import list_files
+
+        files = list_files(api, spec.repo, spec.revision, {"*.nemo": "{name}"})
+        nemo_files = [f for f in files if "/" not in f.path]
+        if len(nemo_files) != 1:
+            raise HubError(
+                f"{spec.repo}@{spec.short_revision} should hold one .nemo file; found {len(nemo_files)}."
+            )
+        return nemo_files
+
+    def load(
+        self, export_dir: Path, manifest: Manifest, device: str, precision: Precision
+    ) -> tuple[Any, str]:
+        model, method = _load_nemo(export_dir, manifest, device)
+        if precision.encoder_autocast:  # weights stay float32; the decoder runs float32
+            autocast_forward(model.encoder, precision.encoder_autocast, precision.weights)
+        return model, method
+
+    def transcribe(
+        self, loaded: LoadedModel, audio: DecodedAudio, options: Any, progress: Progress
+    ) -> tuple[list[Segment], list[str]]:
+        """Full attention when the plan allows it; on running out of memory there, once more with local
+        attention. The model's attention settings are as before afterwards, whatever happened."""
+        assert isinstance(options, ParakeetOptions)
+        plan = attention_plan(loaded, audio.duration, options)
+        progress(0.1, plan.headline)
+        progress(0.1, plan.reason)
+        notes = [plan.reason]
+        ran_out: memory.OutOfMemoryKind = ""
+        try:
+            hypothesis = _run(loaded, audio, options, local=plan.mode == "local")
+        except Exception as error:
+            ran_out = memory.out_of_memory(error) if plan.mode == "full" else ""
+            if not ran_out:
+                raise
+        if ran_out:  # here, not in the `except` block, so that the failed attempt's tensors are freed
+            memory.release_memory(loaded.device)
+            said = memory.ran_out(ran_out)
+            progress(0.1, f"{said} in full attention; transcribing again with local attention")
+            hypothesis = _run(loaded, audio, options, local=True)
+            notes.append(f"{said} in full attention; transcribed again with local attention")
+        segments = segments_of(hypothesis)
+        if not segments and str(hypothesis.text).strip():
+            segments = [Segment(0.0, round(audio.duration, 3), str(hypothesis.text).strip())]
+        return segments, notes
+
+
+def _restore(layout: NemoLayout, folder: Path, fast: bool, device: str) -> Any:
+    from nemo.collections.asr.models import ASRModel
+    from nemo.utils import logging as nemo_logging
+
+    nemo_logging.setLevel(nemo_logging.ERROR)
+    model = ASRModel.restore_from(
+        str(layout.path), map_location=device, save_restore_connector=connector(layout, folder, fast)
+    )
+    if device != "cpu":
+        model = model.to(device)
+    # Weights stay float32; the engine runs inference under autocast in `dtype` on a GPU.
+    return model.eval()
+
+
+def _load_nemo(export_dir: Path, manifest: Manifest, device: str) -> tuple[Any, str]:
+    """The .nemo, read in place: (model, "mapped" or "plain"). See localstt/loading/nemo_archive.py."""
+    record = next(r for r in manifest.files if r.path.endswith(".nemo"))
+    layout = read_layout(export_dir / record.path)  # refuses links, absolute paths and ".."
+    problem = fast_path_problem(layout)
+    with unpacked_folder(layout, record.sha256) as folder:
+        if problem is None:
+            try:
+                return _restore(layout, folder, fast=True, device=device), "mapped"
+            except LoadError:
+                raise
+            except Exception as error:  # internals moved: the plain load gives the same model
+                problem = f"{type(error).__name__}: {error}"
+                gc.collect()
+        logger.warning("note: reading %s into memory (%s)", layout.path.name, problem)
+        return _restore(layout, folder, fast=False, device=device), "plain"
+
+
+@contextmanager
+def _local_attention(model: Any, enabled: bool) -> Iterator[None]:
+    """Switch Parakeet to local attention for long audio and always switch back, config included."""
+    if not enabled:
+        yield
+        return
+    from omegaconf import open_dict
+
+    encoder = model.encoder
+    attention = (encoder.self_attention_model, list(encoder.att_context_size))
+    chunking = encoder.subsampling_conv_chunking_factor
+    saved_cfg = copy.deepcopy(model.cfg.encoder)
+    try:
+        model.change_attention_model("rel_pos_local_attn", [256, 256])
+        model.change_subsampling_conv_chunking_factor(1)
+        yield
+    finally:
+        model.change_attention_model(attention[0], attention[1])
+        model.change_subsampling_conv_chunking_factor(chunking)
+        with open_dict(model.cfg):
+            model.cfg.encoder = saved_cfg
+
+
+def segments_of(hypothesis: Any, offset: float = 0.0) -> list[Segment]:
+    """Segments with their words, from a hypothesis NeMo made with timestamps=True."""
+    stamps = getattr(hypothesis, "timestamp", None) or {}
+    words = [
+        Word(str(w["word"]), round(float(w["start"]) + offset, 3), round(float(w["end"]) + offset, 3))
+        for w in stamps.get("word", [])
+    ]
+    segments: list[Segment] = []
+    for raw in stamps.get("segment", []):
+        start, end = float(raw["start"]) + offset, float(raw["end"]) + offset
+        inside = tuple(w for w in words if start - 1e-3 <= w.start and w.end <= end + 1e-3)
+        segments.append(Segment(round(start, 3), round(end, 3), str(raw["segment"]).strip(), inside))
+    if not segments and words:
+        segments.append(Segment(words[0].start, words[-1].end, " ".join(w.text for w in words), tuple(words)))
+    return segments
+
+
+def score_bytes(loaded: LoadedModel) -> tuple[int, int]:
+    """Bytes of one attention-score element and of one softmax element in Parakeet's encoder."""
+    import torch
+
+    amp = loaded.precision.autocast or loaded.precision.encoder_autocast
+    if loaded.device == "cuda" and amp in ("bfloat16", "float16"):
+        # NeMo's attention turns float16 autocast into bfloat16 where the GPU has it natively (see
+        # precision.native_bf16_in_nemo_attention), else float32.
+        low = 2 if amp == "bfloat16" or torch.cuda.is_bf16_supported(including_emulation=False) else 4
+        return low, 4  # autocast runs softmax in float32
+    weights = int(next(loaded.model.parameters()).dtype.itemsize)
+    return weights, weights
+
+
+def attention_plan(loaded: LoadedModel, duration: float, options: ParakeetOptions) -> memory.AttentionPlan:
+    """Full or local attention for this recording, from its length and the memory free right now."""
+    score, softmax = score_bytes(loaded)
+    dims = memory.attention_dims(loaded.model, dtype_bytes=score, softmax_bytes=softmax)
+    return memory.choose_attention(
+        duration,
+        memory.free_memory_bytes(loaded.device),
+        dims,
+        full_attention_max_minutes=options.full_attention_max_minutes,
+        memory_fraction=options.attention_memory_fraction,
+        device=str(loaded.device),
+    )
+
+
+def _run(loaded: LoadedModel, audio: DecodedAudio, options: ParakeetOptions, local: bool) -> Any:
+    import torch
+
+    model = loaded.model
+    with (
+        _local_attention(model, local),
+        torch.inference_mode(),
+        autocast_context(loaded.device, loaded.precision.autocast),
+    ):
+        hypotheses = model.transcribe(
+            [audio.samples],
+            batch_size=options.parakeet_batch_size,
+            timestamps=True,
+            verbose=False,
+        )
+    return hypotheses[0] if isinstance(hypotheses, list) else hypotheses[0][0]
+
+
+PARAKEET = register(Parakeet())

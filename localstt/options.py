@@ -1,0 +1,130 @@
+"""What the caller can choose about a transcription: `TranscribeOptions`, and each family's own part.
+
+Every field made with `setting(...)` can be set in config.toml's [transcription] table, under the
+field's name, within its `Limit`. A Transcript records the options it was made with
+(`TranscribeOptions.used_by`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from localstt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from localstt.config import AppConfig
+    from localstt.models.family import ModelFamily
+
+OptionsT = TypeVar("OptionsT", bound="FamilyOptions")
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The values a setting in config.toml's [transcription] may take, and how to say so."""
+
+    low: float
+    low_allowed: bool  # may it be `low` itself?
+    high: float | None  # the highest allowed (itself included); None: no upper limit
+    whole: bool  # whole numbers only
+    instead: str  # what to write instead, e.g. "a whole number, 1 or more"
+
+    def allows(self, value: object) -> bool:
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            return False
+        above = value >= self.low if self.low_allowed else value > self.low
+        fits = above and (self.high is None or value <= self.high)
+        return fits and (not self.whole or float(value) == int(value))
+
+
+def setting(default: float, limit: Limit) -> Any:
+    """A dataclass field that config.toml's [transcription] can set, within `limit`."""
+    return field(default=default, metadata={"limit": limit})
+
+
+def settings_of(options_type: type[Any]) -> dict[str, Limit]:
+    """The fields of an options dataclass that config.toml can set, and their limits."""
+    return {f.name: f.metadata["limit"] for f in dataclasses.fields(options_type) if "limit" in f.metadata}
+
+
+@dataclass(frozen=True)
+class FamilyOptions:
+    """A family's own transcription options. Its field names are also the keys of config.toml's
+    [transcription] table, so they are unique across families: prefix them with the family's name."""
+
+
+def _registered() -> tuple[ModelFamily, ...]:
+    from localstt.models import families
+
+    return families()
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """The options of one transcription: those for every family, and each family's own part
+    (`of(ParakeetOptions)`). A family's part left out is its defaults."""
+
+    max_audio_minutes: float = setting(180.0, Limit(0, False, None, False, "a number of minutes above 0"))
+    family_options: tuple[FamilyOptions, ...] = ()
+
+    def __post_init__(self) -> None:
+        given = {type(options): options for options in self.family_options}
+        complete = tuple(given.pop(f.options_type, None) or f.options_type() for f in _registered())
+        object.__setattr__(self, "family_options", complete + tuple(given.values()))
+
+    def of(self, options_type: type[OptionsT]) -> OptionsT:
+        """This transcription's options of one family (its defaults where none were given)."""
+        for options in self.family_options:
+            if isinstance(options, options_type):
+                return options
+        return options_type()
+
+    def replace(self, **fields: Any) -> TranscribeOptions:
+        """A copy with `fields` changed, each given by its name wherever it lives, e.g.
+        `options.replace(max_audio_minutes=60, canary_batch_size=2)`."""
+        common = {name: fields.pop(name) for name in list(fields) if name in _field_names(TranscribeOptions)}
+        parts = []
+        for options in self.family_options:
+            mine = {name: fields.pop(name) for name in list(fields) if name in _field_names(type(options))}
+            parts.append(dataclasses.replace(options, **mine) if mine else options)
+        if fields:
+            raise TypeError(f"no transcription option named {', '.join(sorted(fields))}")
+        return dataclasses.replace(self, **common, family_options=tuple(parts))
+
+    @classmethod
+    def build(cls, **fields: Any) -> TranscribeOptions:
+        """The defaults with `fields` changed (see `replace`)."""
+        return cls().replace(**fields)
+
+    @classmethod
+    def from_config(cls, config: AppConfig, **overrides: Any) -> TranscribeOptions:
+        """What config.toml's [transcription] asks for, with `overrides` changed."""
+        return config.transcription.replace(**overrides)
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any], where: str) -> TranscribeOptions:
+        """The options config.toml's [transcription] table sets (`where`: "[transcription] ... in
+        PATH"-style context for the error), each checked against its Limit; ConfigError if not."""
+        values: dict[str, Any] = {}
+        for options_type in (cls, *(f.options_type for f in _registered())):
+            for name, limit in settings_of(options_type).items():
+                if name not in table:
+                    continue
+                value = table[name]
+                if not limit.allows(value):
+                    raise ConfigError(f"[transcription] {name} = {value!r} in {where}; use {limit.instead}.")
+                values[name] = int(value) if limit.whole else float(value)
+        return cls.build(**values)
+
+    def used_by(self, options_type: type[FamilyOptions]) -> dict[str, Any]:
+        """What a transcript records: the common options and those of the family that ran."""
+        common = {
+            name: getattr(self, name) for name in _field_names(TranscribeOptions) if name != "family_options"
+        }
+        return {**common, **dataclasses.asdict(self.of(options_type))}
+
+
+def _field_names(options_type: type[Any]) -> set[str]:
+    return {f.name for f in dataclasses.fields(options_type)}

@@ -1,0 +1,264 @@
+"""The model store: exported models loaded on demand from local_models/, offline, and kept while used.
+
+    with store.use("parakeet") as loaded:   # loads it once (checking the export first)
+        ...                                  # loaded.model, loaded.device, loaded.precision
+                                             # hold loaded.lock while running the model
+
+A model in use is never unloaded under its user. With `keep_all_loaded = false` in config.toml only
+one model stays loaded: loading another waits until every other thread's use of the old one has
+ended, then drops it (a thread that itself still uses the old one does not wait: the old one is
+dropped from the store and freed when that use ends).
+
+This module imports localstt.offline first: a process that loads models never reaches a hub.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import localstt.offline  # noqa: F401,I001  # before anything that may import huggingface_hub or NeMo
+from localstt.config import AppConfig, ModelSpec, load_config
+from localstt.errors import DeviceError
+from localstt.manifest import Manifest, VerifyMode, check_export, export_command, human_size, read_manifest
+from localstt.models import ModelFamily, family_for
+from localstt.precision import Precision, choose_precision, native_bf16_in_nemo_attention
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    spec: ModelSpec
+    manifest: Manifest
+    model: Any
+    device: str
+    seconds: float
+    export_dir: Path
+    method: str  # how the weights were read, e.g. "mapped" or "plain" (its family's loader says)
+    precision: Precision  # what runs in which dtype (localstt/precision.py)
+    # Held while the model runs: one model never runs two requests at once.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    users: int = field(default=0, repr=False)  # store.use() blocks that hold it now
+    retired: bool = field(default=False, repr=False)  # dropped from the store; freed once unused
+
+    @property
+    def family(self) -> ModelFamily:
+        return family_for(self.spec.kind)
+
+    @property
+    def dtype(self) -> str:
+        """The engine's autocast dtype, else the weights' ("bfloat16", "float16" or "float32")."""
+        return self.precision.dtype
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    key: str
+    repo: str
+    revision: str
+    exported: bool
+    size_on_disk: int
+    loaded: bool
+    device: str
+    message: str
+
+
+def pick_device_and_precision(config: AppConfig, family: ModelFamily) -> tuple[str, Precision]:
+    """(device, how a `family` model runs there: see localstt/precision.py); logs its note, if any."""
+    import torch
+
+    wanted = config.runtime.device
+    has_cuda = torch.cuda.is_available()
+    if wanted == "cuda" and not has_cuda:
+        raise DeviceError(
+            'config.toml asks for device = "cuda" but PyTorch sees no CUDA GPU; install a CUDA build '
+            'of PyTorch (see README) or set device = "auto".'
+        )
+    device = "cuda" if has_cuda and wanted != "cpu" else "cpu"
+    if device == "cpu" and wanted == "auto":
+        message = "No CUDA GPU found: running on the CPU, which is many times slower."
+        warnings.warn(message, stacklevel=3)
+        logger.warning("WARNING: %s", message)
+    # Not torch.cuda.is_bf16_supported(): it also counts the bfloat16 that older GPUs only emulate.
+    capability = None
+    if device == "cuda":
+        major, minor = torch.cuda.get_device_capability()
+        capability = (major, minor)
+    precision = choose_precision(device, capability, config.runtime.dtype, family.makeup)
+    if precision.note:
+        logger.warning("%s", precision.note)
+    return device, precision
+
+
+class ModelStore:
+    """Loads models on demand and keeps them for the life of the process (see the module docstring)."""
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        self._loaded: dict[str, LoadedModel] = {}
+        self._lock = threading.RLock()
+        self._released = threading.Condition(self._lock)  # notified whenever a use ends
+        self._held = threading.local()  # .keys: Counter of the models this thread uses now
+
+    def export_dir(self, key: str) -> Path:
+        return self.config.models_dir / key
+
+    def loaded(self, key: str) -> LoadedModel | None:
+        return self._loaded.get(key)
+
+    @contextmanager
+    def use(self, key: str, verify: VerifyMode | None = None) -> Iterator[LoadedModel]:
+        """The loaded model `key`, kept loaded until the block ends."""
+        with self._lock:
+            loaded = self._load_locked(key, verify)
+            loaded.users += 1
+        held = self._held_keys()
+        held[key] += 1
+        try:
+            yield loaded
+        finally:
+            held[key] -= 1
+            with self._lock:
+                loaded.users -= 1
+                if loaded.retired and loaded.users == 0:
+                    self._free(loaded)
+                self._released.notify_all()
+
+    def load(self, key: str, verify: VerifyMode | None = None) -> LoadedModel:
+        """The loaded model `key`, for a caller that takes care of its own use (prefer `use`)."""
+        with self._lock:
+            return self._load_locked(key, verify)
+
+    def _held_keys(self) -> Counter[str]:
+        if not hasattr(self._held, "keys"):
+            self._held.keys = Counter()
+        keys: Counter[str] = self._held.keys
+        return keys
+
+    def _make_room(self, key: str) -> None:
+        """With keep_all_loaded = false: drop every other model, once no other thread uses it."""
+        if self.config.runtime.keep_all_loaded:
+            return
+        while True:
+            others = [loaded for other, loaded in self._loaded.items() if other != key]
+            mine = any(count > 0 for count in self._held_keys().values())
+            # A thread that holds a model never waits (two such threads would wait on each other).
+            if mine or not any(loaded.users for loaded in others):
+                for loaded in others:
+                    self._drop(loaded)
+                return
+            self._released.wait()
+
+    def _load_locked(self, key: str, verify: VerifyMode | None) -> LoadedModel:
+        spec = self.config.model(key)
+        if (cached := self._loaded.get(key)) is not None:
+            return cached
+        export_dir = self.export_dir(key)
+        manifest = check_export(
+            spec, export_dir, verify or self.config.runtime.verify_on_load, self.config.path
+        )
+        self._make_room(key)
+        if (cached := self._loaded.get(key)) is not None:  # loaded by another thread while we waited
+            return cached
+        family = family_for(spec.kind)
+        device, precision = pick_device_and_precision(self.config, family)
+        started = time.perf_counter()
+        if device == "cuda":
+            native_bf16_in_nemo_attention()  # not emulated bfloat16 under float16 autocast
+        model, method = family.load(export_dir, manifest, device, precision)
+        seconds = time.perf_counter() - started
+        loaded = LoadedModel(spec, manifest, model, device, seconds, export_dir, method, precision)
+        self._loaded[key] = loaded
+        logger.info(
+            "%s @ %s loaded from %s in %.1f s on %s (%s)",
+            spec.display_name,
+            spec.short_revision,
+            export_dir,
+            seconds,
+            device,
+            precision.describe(),
+        )
+        return loaded
+
+    def _drop(self, loaded: LoadedModel) -> None:
+        """Take `loaded` out of the store; free it now, or when its last use ends."""
+        if self._loaded.get(loaded.spec.key) is loaded:
+            del self._loaded[loaded.spec.key]
+        loaded.retired = True
+        if loaded.users == 0:
+            self._free(loaded)
+
+    def _free(self, loaded: LoadedModel) -> None:
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        logger.info("%s: unloaded", loaded.spec.key)
+
+    def unload(self, key: str) -> None:
+        with self._lock:
+            if (loaded := self._loaded.get(key)) is not None:
+                self._drop(loaded)
+
+    def unload_all(self) -> None:
+        with self._lock:
+            for key in list(self._loaded):
+                self.unload(key)
+
+    def status(self) -> list[ModelStatus]:
+        rows = []
+        for key, spec in self.config.models.items():
+            manifest = read_manifest(self.export_dir(key))
+            exported = manifest is not None and manifest.matches(spec)
+            loaded = self._loaded.get(key)
+            if manifest is not None and exported:
+                message = f"exported at {spec.short_revision}, {human_size(manifest.total_size)}"
+            else:
+                message = f"not exported: run `{export_command(key, self.config.path)}`"
+            rows.append(
+                ModelStatus(
+                    key=key,
+                    repo=spec.repo,
+                    revision=spec.revision,
+                    exported=exported,
+                    size_on_disk=manifest.total_size if manifest else 0,
+                    loaded=loaded is not None,
+                    device=loaded.device if loaded else "",
+                    message=message,
+                )
+            )
+        return rows
+
+
+_default_store: ModelStore | None = None
+_default_lock = threading.Lock()
+
+
+def default_store(config_path: str | os.PathLike[str] | None = None) -> ModelStore:
+    """The process's store for `config_path` (default: see localstt.config.find_config_path)."""
+    global _default_store
+    with _default_lock:
+        if _default_store is None or (
+            config_path is not None and Path(config_path).resolve() != _default_store.config.path
+        ):
+            _default_store = ModelStore(load_config(config_path))
+        return _default_store
+
+
+def load_model(
+    key: str, config_path: str | os.PathLike[str] | None = None, verify: VerifyMode | None = None
+) -> Any:
+    """The ready model for `key` ("parakeet" or "canary-qwen"), loaded once per process."""
+    return default_store(config_path).load(key, verify).model
