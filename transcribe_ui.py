@@ -104,9 +104,9 @@ def recordings_component(**kwargs: Any) -> Any:
         if payload is None:
             return None
         files = payload.root if isinstance(payload, ListFiles) else [payload]
-        return [NamedString(file.path) for file in files]
+        return [NamedString(file.path) for file in files]  # type: ignore[no-untyped-call]
 
-    component.preprocess = preprocess
+    component.preprocess = preprocess  # type: ignore[method-assign]
     return component
 
 

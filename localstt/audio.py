@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from fractions import Fraction
@@ -240,7 +240,7 @@ def _decode_pyav(path: Path, head: bytes, max_seconds: float | None) -> DecodedA
 
 def _pyav_frames(
     name: str, kind: str, container: av.container.InputContainer, stream: av.audio.stream.AudioStream
-) -> Iterator[np.ndarray]:
+) -> Generator[np.ndarray]:
     """The stream decoded to float32 arrays of shape (frames, channels), one per codec frame.
 
     As in ffmpeg's own `-ac -ar -f f32le` output, libswresample keeps the stream's rate and channel
@@ -299,7 +299,7 @@ class _PackedFloat:
             self._resampler, self._source = av.AudioResampler("flt", self._layout, self._rate), source
         yield from self._arrays(self._resampler.resample(frame))
 
-    def _arrays(self, frames: list[av.AudioFrame | None]) -> Iterator[np.ndarray]:
+    def _arrays(self, frames: Sequence[av.AudioFrame | None]) -> Iterator[np.ndarray]:
         for frame in frames:  # a pass-through resampler "flushes" to [None]
             if frame is not None and frame.samples:
                 yield frame.to_ndarray().reshape(-1, self._channels)

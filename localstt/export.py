@@ -42,7 +42,6 @@ from localstt.manifest import (
     MANIFEST_NAME,
     FileRecord,
     Manifest,
-    atomic_write_text,
     export_command,
     find_problems,
     human_size,
@@ -51,6 +50,7 @@ from localstt.manifest import (
 )
 from localstt.models import family_for
 from localstt.portability import (
+    atomic_write_text,
     free_name,
     is_sharing_violation,
     link_or_copy,
@@ -301,8 +301,14 @@ def _export_locked(config: AppConfig, key: str, update: bool, repair: bool) -> N
     export_dir = config.models_dir / key
     _recover(config, spec)
     existing = read_manifest(export_dir)
-    up_to_date = spec.is_pinned and existing is not None and existing.matches(spec)
-    if up_to_date and not update and not repair and not find_problems(export_dir, existing, "size"):
+    up_to_date = existing is not None and spec.is_pinned and existing.matches(spec)
+    if (
+        existing is not None
+        and up_to_date
+        and not update
+        and not repair
+        and not find_problems(export_dir, existing, "size")
+    ):
         logger.info(
             f"{key}: already exported at {spec.short_revision} ({human_size(existing.total_size)}), "
             "nothing to download"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 HASH_CHUNK = 8 * 1024 * 1024
 
-OnBytes = Callable[[int], None]
+OnBytes = Callable[[int], object]  # called with each chunk's length, e.g. a progress bar's update
 
 
 def sha256_file(path: Path, on_bytes: OnBytes | None = None) -> str:

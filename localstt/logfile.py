@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 from pathlib import Path
+from types import TracebackType
 from typing import TextIO
 
 from localstt import environment
@@ -40,6 +41,13 @@ class _LogFileHandler(logging.FileHandler):
     with a traceback to stderr (logging's default)."""
 
     failure: BaseException | None = None
+
+    def write(self, record: logging.LogRecord) -> BaseException | None:
+        """Write `record` now; the error that stopped it, or None."""
+        self.failure = None
+        self.handle(record)
+        self.flush()
+        return self.failure
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
         self.failure = sys.exc_info()[1]
@@ -96,6 +104,10 @@ def _handler(path: Path) -> _LogFileHandler:
         return handler
 
 
+def _exc_info(error: BaseException) -> tuple[type[BaseException], BaseException, TracebackType | None]:
+    return type(error), error, error.__traceback__
+
+
 def _summary(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if not lines:
@@ -116,9 +128,10 @@ def report_unexpected(
         handler = _handler(path)
     except OSError as problem:
         return f"{what}; the log file {path} could not be opened ({problem.strerror or problem})"
-    handler.failure = None
-    logging.getLogger(LOGGER_NAME).error("%s failed", doing, exc_info=error)
-    handler.flush()
-    if handler.failure is not None:
-        return f"{what}; the log file {path} could not be written ({handler.failure})"
+    logger = logging.getLogger(LOGGER_NAME)
+    record = logger.makeRecord(
+        LOGGER_NAME, logging.ERROR, __file__, 0, "%s failed", (doing,), _exc_info(error)
+    )
+    if (failure := handler.write(record)) is not None:
+        return f"{what}; the log file {path} could not be written ({failure})"
     return f"{what}; details are in {path}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -12,7 +11,7 @@ from typing import Any, Literal
 from localstt import environment, portability
 from localstt.config import ModelSpec, find_config_path
 from localstt.errors import ExportError
-from localstt.hashing import sha256_file
+from localstt.hashing import OnBytes, sha256_file
 from localstt.portability import atomic_write_text
 
 MANIFEST_NAME = "manifest.json"
@@ -140,7 +139,7 @@ def find_problems(
     export_dir: Path,
     manifest: Manifest,
     mode: VerifyMode,
-    on_bytes: Callable[[int], None] | None = None,
+    on_bytes: OnBytes | None = None,
     verified: dict[str, list[int]] | None = None,
 ) -> list[Problem]:
     """Compare the files on disk with the manifest.

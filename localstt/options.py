@@ -71,7 +71,9 @@ class TranscribeOptions:
 
     def __post_init__(self) -> None:
         given = {type(options): options for options in self.family_options}
-        complete = tuple(given.pop(f.options_type, None) or f.options_type() for f in _registered())
+        complete = tuple(
+            given.pop(f.options_type) if f.options_type in given else f.options_type() for f in _registered()
+        )
         object.__setattr__(self, "family_options", complete + tuple(given.values()))
 
     def of(self, options_type: type[OptionsT]) -> OptionsT:

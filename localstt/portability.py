@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -172,13 +173,17 @@ def safe_file_stem(stem: str, fallback: str = "transcript") -> str:
 
 def _long_paths_enabled() -> bool:
     """Windows 10+ with LongPathsEnabled set (python.exe itself declares it is long-path aware)."""
-    try:
-        import winreg  # type: ignore[import-not-found]
+    if sys.platform == "win32":
+        import winreg
 
-        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SYSTEM\CurrentControlSet\Control\FileSystem") as key:
-            return bool(winreg.QueryValueEx(key, "LongPathsEnabled")[0])
-    except (ImportError, OSError):
-        return False
+        try:
+            with winreg.OpenKey(
+                winreg.HKEY_LOCAL_MACHINE, r"SYSTEM\CurrentControlSet\Control\FileSystem"
+            ) as key:
+                return bool(winreg.QueryValueEx(key, "LongPathsEnabled")[0])
+        except OSError:
+            return False
+    return False
 
 
 def long_path_problem(paths: Iterable[str | os.PathLike[str]]) -> str | None:

@@ -191,7 +191,7 @@ def avoid_float16_autocast_context() -> Any:
 
     if not (torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") == torch.float16):
         return nullcontext()
-    if torch.jit.is_scripting() or torch.jit.is_tracing():
+    if torch.jit.is_scripting() or torch.jit.is_tracing():  # type: ignore[attr-defined,no-untyped-call]
         return torch.autocast("cuda", dtype=torch.float32)
     native = torch.cuda.is_bf16_supported(including_emulation=False)
     return torch.autocast("cuda", dtype=torch.bfloat16 if native else torch.float32)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the test suite: system packages, the locked Python environment,
-# ruff, then pytest. Offline: tests talk only to servers they start on 127.0.0.1, except
+# ruff, mypy, then pytest. Offline: tests talk only to servers they start on 127.0.0.1, except
 # tests/test_setup.py, which installs uv from the package index through pip as a new user would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,4 +9,5 @@ uv=$(bash scripts/ensure-uv.sh)
 "$uv" sync --locked --compile-bytecode  # bytecode: each NeMo process starts ~15 s faster
 "$uv" run --no-sync ruff check .
 "$uv" run --no-sync ruff format --check .
+"$uv" run --no-sync mypy  # strict, over the files pyproject.toml [tool.mypy] names
 exec "$uv" run --no-sync pytest "$@"

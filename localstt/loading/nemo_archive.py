@@ -45,15 +45,19 @@ SIDECAR_NAME = "unpacked.json"
 TESTED_TORCH = ((2, 6), (2, 15))  # torch.serialization._load(overall_storage=..., weights_only=...)
 
 
+def _name(tar: tarfile.TarFile) -> str:
+    return os.fsdecode(tar.name) if tar.name is not None else "the archive"
+
+
 def safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
     """Members of a .nemo, refusing anything that could land outside the folder it is unpacked into."""
     members = tar.getmembers()
     for member in members:
         path = PurePosixPath(member.name)
         if path.is_absolute() or ".." in path.parts:
-            raise LoadError(f"Refusing {tar.name}: member '{member.name}' points outside the archive.")
+            raise LoadError(f"Refusing {_name(tar)}: member '{member.name}' points outside the archive.")
         if not (member.isfile() or member.isdir()):
-            raise LoadError(f"Refusing {tar.name}: member '{member.name}' is a link or device, not a file.")
+            raise LoadError(f"Refusing {_name(tar)}: member '{member.name}' is a link or device, not a file.")
     return members
 
 
@@ -201,7 +205,7 @@ def mapped_state_dict(layout: NemoLayout) -> dict[str, Any]:
             raise FastPathUnavailable("the weights are not a torch zip checkpoint")
         try:
             with _open_zipfile_reader(handle) as zip_file:
-                return _load(
+                state: dict[str, Any] = _load(  # type: ignore[no-untyped-call]  # torch's private loader
                     zip_file,
                     "cpu",
                     _weights_only_unpickler,
@@ -209,6 +213,7 @@ def mapped_state_dict(layout: NemoLayout) -> dict[str, Any]:
                     weights_only=True,
                     encoding="utf-8",
                 )
+                return state
         except pickle.UnpicklingError as error:
             raise LoadError(f"{layout.path}: the weights hold more than tensors ({error}).") from None
 
@@ -220,7 +225,8 @@ def read_state_dict(layout: NemoLayout, map_location: Any) -> dict[str, Any]:
     with tarfile.open(layout.path, "r:") as tar:
         handle = tar.extractfile(layout.weights)
         assert handle is not None
-        return torch.load(handle, map_location=map_location, weights_only=True)
+        state: dict[str, Any] = torch.load(handle, map_location=map_location, weights_only=True)
+        return state
 
 
 def meta_tensors(model: Any) -> list[str]:
@@ -245,7 +251,7 @@ def connector(layout: NemoLayout, folder: Path, fast: bool) -> Any:
     from nemo.core.connectors.save_restore_connector import SaveRestoreConnector
     from omegaconf import OmegaConf
 
-    class InPlaceNemoConnector(SaveRestoreConnector):
+    class InPlaceNemoConnector(SaveRestoreConnector):  # type: ignore[misc]  # NeMo has no type information
         def load_config_and_state_dict(
             self, calling_cls: Any, restore_path: str, *args: Any, **kwargs: Any
         ) -> tuple[Any, Any, Any]:

@@ -94,7 +94,7 @@ def salm_config(export_dir: Path) -> dict[str, Any]:
     cfg["tokenizer_path"] = str(export_dir)
     cfg["pretrained_llm"] = str(export_dir / LLM_BACKBONE_DIR)
     cfg["pretrained_weights"] = False
-    return cfg
+    return {str(key): value for key, value in cfg.items()}
 
 
 def _load_mapped(export_dir: Path) -> Any:
