@@ -25,6 +25,7 @@ import errno
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import sys
@@ -78,16 +79,34 @@ def replace_with_retry(
             _sleep(delay)
 
 
+def write_temporary(beside: Path, data: bytes) -> Path:
+    """`data` in a new hidden file with a unique name next to `beside`, flushed to the disk; the
+    caller moves it into place or removes it. Created exclusively, with the usual permissions."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temporary = beside.with_name(f".{beside.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            descriptor = os.open(temporary, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to a temp file beside `path` and rename it over `path` (retried while Windows
     refuses because a reader has `path` open). "\n" is written as is on every OS, so the bytes do not
     depend on where they were written."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = write_temporary(path, text.encode("utf-8"))
     try:
-        with temporary.open("w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
         replace_with_retry(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -17,15 +17,13 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from localstt.portability import safe_file_stem, write_new_file
+from localstt.portability import safe_file_stem, write_new_file, write_temporary
 from localstt.transcript import Segment, Transcript, Word
 
 MIN_CUE_SECONDS = 0.7
@@ -216,12 +214,7 @@ def write_outputs(transcript: Transcript, formats: Iterable[str], out_dir: Path,
 
 
 def _write_new_file(out_dir: Path, stem: str, extension: str, data: bytes) -> Path:
-    temporary = out_dir / f".{stem}.{extension}.{secrets.token_hex(4)}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    with os.fdopen(os.open(temporary, flags, 0o666), "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    temporary = write_temporary(out_dir / f"{stem}.{extension}", data)
     try:
         for number in itertools.count():
             target = out_dir / (f"{stem}.{extension}" if number == 0 else f"{stem}-{number}.{extension}")
