@@ -58,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tqdm import tqdm
 
+    import localstt.offline  # noqa: F401  # before the modules that load models: no hub, ever
     from localstt.engine import TranscribeOptions, transcribe
     from localstt.errors import ConfigError, LocalSttError
     from localstt.logfile import log_to_console, report_unexpected

@@ -173,7 +173,7 @@ def test_403_and_tokens_name_hf_token(project: Project, tiny_repo_files):
 def test_404_while_downloading_keeps_the_old_export(project: Project, tiny_repo_files):
     """Defence: explain() in localstt/hub.py words a 404 that comes after the listing (revision gone,
     or a file missing on a mirror) as one line, and the export swaps nothing in until every file is
-    verified (export_models._install); a rerun finishes once the hub is whole again."""
+    verified (localstt.export._install); a rerun finishes once the hub is whole again."""
     nemo = tiny_repo_files["parakeet"][NEMO_NAME]
     old_pin, new_pin, new_nemo = move_main(project, nemo)
     for code, expected in (

@@ -160,9 +160,9 @@ class UpdateScenario:
 def test_sigkill_at_every_step_of_an_update_never_leaves_a_half_export(
     project: Project, tiny_repo_files, tmp_path
 ):
-    """Defence: the staging folder + ordered renames in export_models._install (old export aside,
+    """Defence: the staging folder + ordered renames in localstt.export._install (old export aside,
     then the pin, then the new export in, then the old one removed manifest-first) and
-    export_models._recover, which finishes or undoes a swap on the next run."""
+    localstt.export._recover, which finishes or undoes a swap on the next run."""
     scenario = UpdateScenario(project, tiny_repo_files["parakeet"][NEMO_NAME], tmp_path)
 
     # A full run, traced: every file-system change the update makes, in order.
@@ -189,7 +189,7 @@ def test_sigkill_at_every_step_of_an_update_never_leaves_a_half_export(
 
 def test_sigkill_while_bytes_arrive_never_leaves_a_half_export(project: Project, tiny_repo_files, tmp_path):
     """Defence: downloads land in .staging/ (huggingface_hub's .incomplete file, then a verified
-    rename), never in the export; export_models._fill_staging discards a killed run's partial files."""
+    rename), never in the export; localstt.export._fill_staging discards a killed run's partial files."""
     scenario = UpdateScenario(project, tiny_repo_files["parakeet"][NEMO_NAME], tmp_path)
     blob = sha256(scenario.new_nemo)
     rng = random.Random(20251124)
@@ -217,7 +217,7 @@ def test_sigkill_while_bytes_arrive_never_leaves_a_half_export(project: Project,
 
 def test_disk_full_mid_download_is_one_line_and_changes_nothing(project: Project, tiny_repo_files, tmp_path):
     """Defence: explain() in localstt/hub.py words ENOSPC as "the disk is full", with_retries does not
-    retry it, and nothing is swapped in unless every file is verified (export_models._install). The
+    retry it, and nothing is swapped in unless every file is verified (localstt.export._install). The
     free-space precheck passes honestly here: a second process fills the disk after it."""
     require_user_namespace("mount")  # the disk: a 125 MB tmpfs in a private mount namespace
     nemo = tiny_repo_files["parakeet"][NEMO_NAME]

@@ -209,7 +209,7 @@ def test_a_failed_write_pin_leaves_config_and_no_temp_file(tmp_path, monkeypatch
 
 
 def make_project(root: Path, revision: str, data: bytes) -> Path:
-    """config.toml pinning parakeet at `revision`, and that export on disk as export_models leaves it."""
+    """config.toml pinning parakeet at `revision`, and that export on disk as the export leaves it."""
     root.mkdir(parents=True)
     config = root / "config.toml"
     config.write_text(
@@ -222,7 +222,7 @@ def make_project(root: Path, revision: str, data: bytes) -> Path:
 
 
 def write_export(export_dir: Path, revision: str, data: bytes) -> Manifest:
-    """A parakeet export holding `data` at `revision`, verified and stamped as export_models leaves it."""
+    """A parakeet export holding `data` at `revision`, verified and stamped as the export leaves it."""
     export_dir.mkdir(parents=True)
     (export_dir / NEMO).write_bytes(data)
     manifest = Manifest(
@@ -234,7 +234,7 @@ def write_export(export_dir: Path, revision: str, data: bytes) -> Manifest:
 
 
 class FakeHub:
-    """The hub as export_models sees it: main at `main`, one .nemo per revision."""
+    """The hub as the export sees it: main at `main`, one .nemo per revision."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, contents: dict[str, bytes], main: str) -> None:
         self.contents, self.main, self.downloads = contents, main, 0
