@@ -281,6 +281,18 @@ def _fill_staging(
 
 
 def export_model(config: AppConfig, key: str, update: bool = False, repair: bool = False) -> None:
+    """Export `key` at its pin (pinning the hub's main first when it has none); a no-op without any
+    request when the export on disk already matches. One export per model at a time (a file lock).
+
+    Args:
+        update: move the pin to the hub's current main and export that.
+        repair: download again whatever fails the size check, even at the same pin.
+
+    Raises:
+        HubError: the hub refused, was unreachable or served the wrong bytes twice.
+        ExportError: the export could not be swapped into place (e.g. Windows holds it open).
+        ConfigError: `key` is not in config.toml.
+    """
     config.model(key)
     locks = config.models_dir / ".locks"
     locks.mkdir(parents=True, exist_ok=True)
@@ -352,6 +364,8 @@ def _export_locked(config: AppConfig, key: str, update: bool, repair: bool) -> N
 
 
 def verify_model(config: AppConfig, key: str) -> bool:
+    """Full sha256 check of `key`'s export against its manifest; logs each damaged file and the
+    command that repairs it. True when every file matches."""
     spec = config.model(key)
     export_dir = config.models_dir / key
     manifest = read_manifest(export_dir)

@@ -119,7 +119,13 @@ class ModelStore:
 
     @contextmanager
     def use(self, key: str, verify: VerifyMode | None = None) -> Iterator[LoadedModel]:
-        """The loaded model `key`, kept loaded until the block ends."""
+        """The loaded model `key`, kept loaded until the block ends (hold `loaded.lock` to run it).
+
+        Raises:
+            ExportError: not exported, not at the pin, or damaged (the message names the command).
+            LoadError: the export cannot be loaded (DeviceError: the GPU config.toml asks for is absent).
+            ConfigError: `key` is not in config.toml.
+        """
         with self._lock:
             loaded = self._load_locked(key, verify)
             loaded.users += 1
