@@ -86,7 +86,8 @@ class TranscribeOptions:
     def replace(self, **fields: Any) -> TranscribeOptions:
         """A copy with `fields` changed, each given by its name wherever it lives, e.g.
         `options.replace(max_audio_minutes=60, canary_batch_size=2)`."""
-        common = {name: fields.pop(name) for name in list(fields) if name in _field_names(TranscribeOptions)}
+        names = _field_names(TranscribeOptions) - {"family_options"}
+        common = {name: fields.pop(name) for name in list(fields) if name in names}
         parts = []
         for options in self.family_options:
             mine = {name: fields.pop(name) for name in list(fields) if name in _field_names(type(options))}
@@ -106,9 +107,9 @@ class TranscribeOptions:
         return config.transcription.replace(**overrides)
 
     @classmethod
-    def from_table(cls, table: dict[str, Any], where: str) -> TranscribeOptions:
-        """The options config.toml's [transcription] table sets (`where`: "[transcription] ... in
-        PATH"-style context for the error), each checked against its Limit; ConfigError if not."""
+    def from_table(cls, table: dict[str, Any], config_path: str) -> TranscribeOptions:
+        """The options that config.toml's [transcription] `table` sets, each checked against its
+        Limit: ConfigError (naming `config_path`) for the first that is not within it."""
         values: dict[str, Any] = {}
         for options_type in (cls, *(f.options_type for f in _registered())):
             for name, limit in settings_of(options_type).items():
@@ -116,7 +117,9 @@ class TranscribeOptions:
                     continue
                 value = table[name]
                 if not limit.allows(value):
-                    raise ConfigError(f"[transcription] {name} = {value!r} in {where}; use {limit.instead}.")
+                    raise ConfigError(
+                        f"[transcription] {name} = {value!r} in {config_path}; use {limit.instead}."
+                    )
                 values[name] = int(value) if limit.whole else float(value)
         return cls.build(**values)
 

@@ -206,6 +206,9 @@ class ModelStore:
             self._free(loaded)
 
     def _free(self, loaded: LoadedModel) -> None:
+        """Let go of the model's memory: the store's reference, and the LoadedModel's own (a caller
+        may still hold the LoadedModel, e.g. in a variable left from a `use` block)."""
+        loaded.model = None
         gc.collect()
         import torch
 

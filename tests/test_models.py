@@ -195,6 +195,7 @@ def test_loading_another_model_waits_until_the_one_in_use_is_done(tmp_path, monk
     assert seen["a still loaded at its end"]
     assert CLIP_LENGTH.events == ["load a", "a done", "load b"]
     assert store.loaded("a") is None and store.loaded("b") is seen["b"]
+    assert seen["a"].model is None and seen["b"].model is not None  # a's memory was let go
 
 
 def test_a_thread_that_holds_a_model_may_load_another_and_keeps_using_the_first(tmp_path, caplog):
@@ -207,7 +208,8 @@ def test_a_thread_that_holds_a_model_may_load_another_and_keeps_using_the_first(
         assert store.loaded("a") is None and store.loaded("b") is not None  # a left the store...
         assert "a: unloaded" not in caplog.text  # ...but is not freed while it is in use
         segments, _ = first.family.transcribe(first, audio, options.of(ClipLengthOptions), lambda f, m: None)
-    assert "a: unloaded" in caplog.text
+        assert first.model is not None
+    assert "a: unloaded" in caplog.text and first.model is None
     assert segments[0].text.startswith("a: ") and second.text.startswith("b: ")
 
 
