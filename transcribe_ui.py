@@ -183,9 +183,8 @@ class TranscriptionApp:
     ) -> tuple[str, list[list[Any]], list[str], str]:
         import gradio as gr
 
-        from localstt.engine import transcribe
+        from localstt.jobs import transcribe_file
         from localstt.logfile import report_unexpected
-        from localstt.subtitles import write_outputs
 
         inputs = [*(files or []), *([recording] if recording else [])]
         if not inputs:
@@ -214,22 +213,25 @@ class TranscriptionApp:
                     failures.append(f"{name}: {UPLOAD_GONE}")
                     continue
                 try:
-                    transcript = transcribe(Path(path), model_key, self.options, self.store, report)
-                    stem = Path(name).stem
-                    made = write_outputs(transcript, formats or ["srt"], job_dir, stem)
-                except LocalSttError as error:
-                    if not error.per_file:  # the whole job: the model is not usable
-                        raise gr.Error(str(error)) from None
-                    failures.append(f"{name}: {error}")
+                    result = transcribe_file(
+                        Path(path),
+                        model_key,
+                        self.options,
+                        self.store,
+                        formats or ["srt"],
+                        job_dir,
+                        name=name,
+                        progress=report,
+                    )
+                except LocalSttError as error:  # the whole job: the model is not usable
+                    raise gr.Error(str(error)) from None
+                if result.transcript is None:
+                    failures.append(f"{name}: {result.failure}")
                     continue
-                except Exception as error:  # one file's bad luck (NeMo, the disk...): the others go on
-                    doing = f"transcribing {name} with {model_key}"
-                    failures.append(f"{name}: {report_unexpected(error, doing, self.store.config.path)}")
-                    continue
-                written += [str(p) for p in made]
+                written += [str(p) for p in result.written]
                 header = f"[{name}]\n" if len(inputs) > 1 else ""
-                texts.append(header + transcript.text)
-                rows += [[name, _clock(s.start), _clock(s.end), s.text] for s in transcript.segments]
+                texts.append(header + result.transcript.text)
+                rows += [[name, _clock(s.start), _clock(s.end), s.text] for s in result.transcript.segments]
         finally:
             _remove_uploads(inputs, self.upload_root, self.output_root)
             self._end_job(job_dir)

@@ -59,11 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tqdm import tqdm
 
     import localstt.offline  # noqa: F401  # before the modules that load models: no hub, ever
-    from localstt.engine import TranscribeOptions, transcribe
+    from localstt.engine import TranscribeOptions
     from localstt.errors import ConfigError, LocalSttError
-    from localstt.logfile import log_to_console, report_unexpected
+    from localstt.jobs import transcribe_file
+    from localstt.logfile import log_to_console
     from localstt.store import default_store
-    from localstt.subtitles import WRITERS, write_outputs
+    from localstt.subtitles import WRITERS
 
     log_to_console()
 
@@ -98,20 +99,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in files:
             bar.set_postfix_str(path.name)
             try:
-                transcript = transcribe(path, args.model, options, store)
-                written = write_outputs(transcript, formats, out_dir, path.stem)
-                tqdm.write(f"{path}: {transcript.duration:.1f} s -> {', '.join(str(p) for p in written)}")
-            except LocalSttError as error:
-                if not error.per_file:  # the model or the configuration: no other file would work
-                    fatal = f"error: {error}"
-                    break
-                failures.append(f"{path}: {error}")
+                result = transcribe_file(path, args.model, options, store, formats, out_dir, name=str(path))
+            except LocalSttError as error:  # the model or the configuration: no other file would work
+                fatal = f"error: {error}"
+                break
             except KeyboardInterrupt:
                 print("\ninterrupted; files already written are complete.", file=sys.stderr)
                 return 130
-            except Exception as error:  # one file's bad luck (NeMo, the disk...): the others go on
-                doing = f"transcribing {path} with {args.model}"
-                failures.append(f"{path}: {report_unexpected(error, doing, store.config.path)}")
+            if result.transcript is None:
+                failures.append(f"{path}: {result.failure}")
+            else:
+                made = ", ".join(str(p) for p in result.written)
+                tqdm.write(f"{path}: {result.transcript.duration:.1f} s -> {made}")
             bar.update()
     if fatal is not None:
         print(fatal, file=sys.stderr)
