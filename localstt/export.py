@@ -9,7 +9,8 @@ export_models.py is the command line over `export_model` and `verify_model`.
     ├── parakeet/                    one folder per model key, only ever a complete, verified export
     │   ├── manifest.json            written last: what the export holds (localstt/manifest.py)
     │   ├── .verified.json           each file's stamp as of its last full sha256 check
-    │   └── parakeet-tdt-0.6b-v2.nemo
+    │   ├── parakeet-tdt-0.6b-v2.nemo
+    │   └── .unpacked-<16 hex>/      its config and tokenizer, unpacked once by the loader
     ├── canary-qwen/
     │   ├── manifest.json, .verified.json, config.json, model.safetensors, tokenizer files
     │   └── llm_backbone/config.json
