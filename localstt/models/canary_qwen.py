@@ -14,10 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
 from localstt import memory
-from localstt.audio import split_at_quiet_points
 from localstt.errors import HubError
 from localstt.loading.salm import load_salm
 from localstt.models.family import ModelFamily, Progress, register
@@ -26,6 +23,7 @@ from localstt.precision import ModelMakeup, Precision, autocast_context
 from localstt.transcript import Segment
 
 if TYPE_CHECKING:
+    import numpy as np
     from huggingface_hub import HfApi
 
     from localstt.audio import DecodedAudio
@@ -119,6 +117,8 @@ class CanaryQwen(ModelFamily):
         """Windows of at most canary_window_seconds, canary_batch_size at a time; on running out of
         memory the batch is halved (down to 1) and redone, and stays that small for the rest of the
         recording."""
+        from localstt.audio import split_at_quiet_points
+
         assert isinstance(options, CanaryQwenOptions)
         windows = split_at_quiet_points(audio.samples, SAMPLE_RATE, options.canary_window_seconds)
         segments: list[Segment] = []
@@ -183,6 +183,7 @@ def _transcribe_windows(
     loaded: LoadedModel, samples: np.ndarray, batch: list[tuple[int, int]], options: CanaryQwenOptions
 ) -> list[str]:
     """Canary-Qwen's text for each window (start, end sample) of `batch`, all at once."""
+    import numpy as np
     import torch
 
     model = loaded.model
