@@ -20,7 +20,6 @@ import os
 import sys
 import threading
 from pathlib import Path
-from types import TracebackType
 from typing import TextIO
 
 from localstt import environment
@@ -42,12 +41,10 @@ class _LogFileHandler(logging.FileHandler):
 
     failure: BaseException | None = None
 
-    def write(self, record: logging.LogRecord) -> BaseException | None:
-        """Write `record` now; the error that stopped it, or None."""
-        self.failure = None
-        self.handle(record)
-        self.flush()
-        return self.failure
+    def take_failure(self) -> BaseException | None:
+        """The error that stopped the last write, if any; forgotten once taken."""
+        failure, self.failure = self.failure, None
+        return failure
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
         self.failure = sys.exc_info()[1]
@@ -104,10 +101,6 @@ def _handler(path: Path) -> _LogFileHandler:
         return handler
 
 
-def _exc_info(error: BaseException) -> tuple[type[BaseException], BaseException, TracebackType | None]:
-    return type(error), error, error.__traceback__
-
-
 def _summary(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if not lines:
@@ -128,10 +121,9 @@ def report_unexpected(
         handler = _handler(path)
     except OSError as problem:
         return f"{what}; the log file {path} could not be opened ({problem.strerror or problem})"
-    logger = logging.getLogger(LOGGER_NAME)
-    record = logger.makeRecord(
-        LOGGER_NAME, logging.ERROR, __file__, 0, "%s failed", (doing,), _exc_info(error)
-    )
-    if (failure := handler.write(record)) is not None:
+    handler.take_failure()  # a failure of an earlier write is not this one's
+    logging.getLogger(LOGGER_NAME).error("%s failed", doing, exc_info=error)
+    handler.flush()
+    if (failure := handler.take_failure()) is not None:
         return f"{what}; the log file {path} could not be written ({failure})"
     return f"{what}; details are in {path}"

@@ -14,7 +14,6 @@ This module imports localstt.offline first: a process that loads models never re
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import threading
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import localstt.offline  # noqa: F401,I001  # before anything that may import huggingface_hub or NeMo
+from localstt import memory
 from localstt.config import AppConfig, ModelSpec, load_config
 from localstt.errors import DeviceError
 from localstt.manifest import Manifest, VerifyMode, check_export, export_command, human_size, read_manifest
@@ -209,11 +209,7 @@ class ModelStore:
         """Let go of the model's memory: the store's reference, and the LoadedModel's own (a caller
         may still hold the LoadedModel, e.g. in a variable left from a `use` block)."""
         loaded.model = None
-        gc.collect()
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        memory.release_memory(loaded.device)
         logger.info("%s: unloaded", loaded.spec.key)
 
     def unload(self, key: str) -> None:

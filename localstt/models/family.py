@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from localstt.errors import ConfigError, EngineError
+from localstt.errors import ConfigError
 from localstt.options import FamilyOptions, TranscribeOptions, settings_of
 from localstt.precision import ModelMakeup
 
@@ -81,8 +81,9 @@ class ModelFamily(ABC):
         Called with `loaded.lock` held."""
 
     def ask(self, loaded: LoadedModel, transcript_text: str, question: str, max_new_tokens: int) -> str:
-        """The language model's reply (with any <think> part) to `question` about a transcript."""
-        raise EngineError(f"{loaded.spec.key} has no language model to ask; pick a Canary-Qwen model.")
+        """The language model's reply (with any <think> part) to `question` about a transcript.
+        Only called for a family with `answers_questions` (the engine refuses the others)."""
+        raise NotImplementedError(f"{type(self).__name__} answers no questions")
 
 
 _families: dict[str, ModelFamily] = {}
