@@ -49,6 +49,13 @@ class _LogFileHandler(logging.FileHandler):
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
         self.failure = sys.exc_info()[1]
 
+    def flush(self) -> None:
+        # A full disk often shows only here, when the buffered line is written out.
+        try:
+            super().flush()
+        except OSError as error:
+            self.failure = error
+
 
 class _ConsoleHandler(logging.Handler):
     """INFO to stdout, WARNING and above to stderr: the streams as they are when a line is written
