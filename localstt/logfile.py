@@ -15,6 +15,7 @@ File names and error messages go to the log, transcripts never.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -98,7 +99,8 @@ def _handler(path: Path) -> _LogFileHandler:
                 if Path(handler.baseFilename) == path:
                     return handler
                 logger.removeHandler(handler)
-                handler.close()
+                with contextlib.suppress(OSError):  # what it could not write (a full disk) stays unwritten
+                    handler.close()
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = _LogFileHandler(path, mode="a", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -36,3 +36,8 @@ def test_a_full_disk_under_the_log_is_one_sentence(tmp_path, monkeypatch):
             "unexpected RuntimeError (the disk said no); the log file "
             f"{tmp_path / 'localstt.log'} could not be written ([Errno 28] No space left on device)"
         )
+    elsewhere = tmp_path / "other"
+    monkeypatch.setenv(LOG_DIR_ENV, str(elsewhere))  # the full one is let go of, and the next log works
+    assert report_unexpected(raised(), "testing the log").endswith(
+        f"details are in {elsewhere / 'localstt.log'}"
+    )
