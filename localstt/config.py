@@ -72,6 +72,9 @@ class AppOptions:
     host: str = "127.0.0.1"
     port: int = 7860
     max_upload_mb: int = 2048
+    # Models the web app loads in the background as soon as it serves (load_config's default: the
+    # first model of config.toml).
+    preload: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,32 @@ def _model_spec(key: str, table: dict[str, Any], path: Path) -> ModelSpec:
     return spec
 
 
+def _preload(
+    app: dict[str, Any], models: dict[str, ModelSpec], keep_all_loaded: bool, path: Path
+) -> tuple[str, ...]:
+    """[app] preload: the models to load at start; absent means the first model, [] none."""
+    if "preload" not in app:
+        return tuple(list(models)[:1])
+    value = app["preload"]
+    if not isinstance(value, list) or not all(isinstance(key, str) for key in value):
+        raise ConfigError(
+            f'[app] preload in {path} must be a list of model keys, e.g. ["parakeet"], or [] for none.'
+        )
+    keys = tuple(dict.fromkeys(value))
+    for key in keys:
+        if key not in models:
+            known = ", ".join(models) or "none"
+            raise ConfigError(
+                f"[app] preload in {path} names '{key}', which is not a model there; use one of: {known}."
+            )
+    if len(keys) > 1 and not keep_all_loaded:
+        raise ConfigError(
+            f"[app] preload in {path} lists {len(keys)} models but keep_all_loaded = false keeps only one "
+            "loaded; list one, or set keep_all_loaded = true."
+        )
+    return keys
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
     config_path = find_config_path(path)
     document = _read_document(config_path).unwrap()
@@ -164,6 +193,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
         models_dir = config_path.parent / models_dir
     models = {key: _model_spec(key, table, config_path) for key, table in document.get("models", {}).items()}
     verify = _choice(runtime, "verify_on_load", ("quick", "full"), "quick", "[runtime]")
+    keep_all_loaded = bool(runtime.get("keep_all_loaded", False))
     return AppConfig(
         path=config_path,
         models_dir=models_dir.resolve(),
@@ -171,13 +201,14 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
         runtime=RuntimeOptions(
             device=_choice(runtime, "device", DEVICES, "auto", "[runtime]"),
             dtype=_choice(runtime, "dtype", DTYPES, "auto", "[runtime]"),
-            keep_all_loaded=bool(runtime.get("keep_all_loaded", False)),
+            keep_all_loaded=keep_all_loaded,
             verify_on_load=verify,  # type: ignore[arg-type]
         ),
         app=AppOptions(
             host=str(app.get("host", "127.0.0.1")),
             port=int(app.get("port", 7860)),
             max_upload_mb=int(app.get("max_upload_mb", 2048)),
+            preload=_preload(app, models, keep_all_loaded, config_path),
         ),
         transcription=TranscribeOptions.from_table(transcription, str(config_path)),
     )

@@ -4,6 +4,11 @@
         ...                                  # loaded.model, loaded.device, loaded.precision
                                              # hold loaded.lock while running the model
 
+Each model's load has a state (`load_state`: idle, loading with its stage, ready, or failed with its
+sentence) for the app's status panel. Loads run one at a time under the store's lock: a caller that
+comes while a model loads waits for that load (`progress` says so) and never starts a second one;
+when the load it waited for failed, it gets the same error. `warm_up` loads in the background.
+
 A model in use is never unloaded under its user. With `keep_all_loaded = false` in config.toml only
 one model stays loaded: loading another waits until every other thread's use of the old one has
 ended, then drops it (a thread that itself still uses the old one does not wait: the old one is
@@ -14,27 +19,32 @@ This module imports localstt.offline first: a process that loads models never re
 
 from __future__ import annotations
 
+import copy
+import importlib
 import logging
 import os
 import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import localstt.offline  # noqa: F401,I001  # before anything that may import huggingface_hub or NeMo
 from localstt import memory
 from localstt.config import AppConfig, ModelSpec, load_config
-from localstt.errors import DeviceError
+from localstt.errors import DeviceError, LocalSttError
 from localstt.manifest import Manifest, VerifyMode, check_export, export_command, human_size, read_manifest
 from localstt.models import ModelFamily, family_for
 from localstt.precision import Precision, choose_precision, native_bf16_in_nemo_attention
 
 logger = logging.getLogger(__name__)
+
+WAIT_REPORT_S = 0.5  # how often a caller waiting for a load reports it
+StageReport = Callable[[str], None]
 
 
 @dataclass(eq=False)
@@ -62,6 +72,20 @@ class LoadedModel:
         return self.precision.dtype
 
 
+LoadPhase = Literal["idle", "loading", "ready", "failed"]
+
+
+@dataclass(frozen=True)
+class LoadState:
+    """How far a model's load is: what the status panel shows."""
+
+    phase: LoadPhase = "idle"
+    stage: str = ""  # loading: "checking the export", "importing NeMo", "loading weights"
+    error: str = ""  # failed: the one sentence the user sees
+    attempt: int = 0  # loads begun so far; tells a waiter whether the load it waited for ended
+    since: float = 0.0  # time.monotonic() when this phase began
+
+
 @dataclass(frozen=True)
 class ModelStatus:
     key: str
@@ -72,6 +96,11 @@ class ModelStatus:
     loaded: bool
     device: str
     message: str
+    phase: LoadPhase = "idle"
+    stage: str = ""
+    error: str = ""
+    dtype: str = ""  # loaded: LoadedModel.dtype
+    seconds: float = 0.0  # loading: for how long so far; ready: how long the load took
 
 
 def pick_device_and_precision(config: AppConfig, family: ModelFamily) -> tuple[str, Precision]:
@@ -110,6 +139,9 @@ class ModelStore:
         self._lock = threading.RLock()
         self._released = threading.Condition(self._lock)  # notified whenever a use ends
         self._held = threading.local()  # .keys: Counter of the models this thread uses now
+        # Written under _lock, read without it (the status panel never waits for a load).
+        self._states: dict[str, LoadState] = {}
+        self._errors: dict[str, LocalSttError] = {}  # the error of each model's last failed load
 
     def export_dir(self, key: str) -> Path:
         return self.config.models_dir / key
@@ -117,17 +149,28 @@ class ModelStore:
     def loaded(self, key: str) -> LoadedModel | None:
         return self._loaded.get(key)
 
+    def load_state(self, key: str) -> LoadState:
+        return self._states.get(key, LoadState())
+
+    def loading(self) -> str | None:
+        """The key of the model being loaded now, if any."""
+        return next((key for key, state in list(self._states.items()) if state.phase == "loading"), None)
+
     @contextmanager
-    def use(self, key: str, verify: VerifyMode | None = None) -> Iterator[LoadedModel]:
+    def use(
+        self, key: str, verify: VerifyMode | None = None, progress: StageReport | None = None
+    ) -> Iterator[LoadedModel]:
         """The loaded model `key`, kept loaded until the block ends (hold `loaded.lock` to run it).
+
+        `progress` is told what the load is doing, or that this caller waits for another's load.
 
         Raises:
             ExportError: not exported, not at the pin, or damaged (the message names the command).
             LoadError: the export cannot be loaded (DeviceError: the GPU config.toml asks for is absent).
             ConfigError: `key` is not in config.toml.
         """
-        with self._lock:
-            loaded = self._load_locked(key, verify)
+        with self._locked(key, progress) as waited_for:
+            loaded = self._load_locked(key, verify, progress, waited_for)
             loaded.users += 1
         held = self._held_keys()
         held[key] += 1
@@ -141,10 +184,43 @@ class ModelStore:
                     self._free(loaded)
                 self._released.notify_all()
 
-    def load(self, key: str, verify: VerifyMode | None = None) -> LoadedModel:
+    def load(
+        self, key: str, verify: VerifyMode | None = None, progress: StageReport | None = None
+    ) -> LoadedModel:
         """The loaded model `key`, for a caller that takes care of its own use (prefer `use`)."""
-        with self._lock:
-            return self._load_locked(key, verify)
+        with self._locked(key, progress) as waited_for:
+            return self._load_locked(key, verify, progress, waited_for)
+
+    def warm_up(self, key: str) -> LoadedModel | None:
+        """Load `key` now (meant for a background thread): the model, or None when it failed, the
+        failure's sentence being in its load state (and an unexpected error's traceback in the log file)."""
+        from localstt.logfile import report_unexpected
+
+        try:
+            return self.load(key)
+        except LocalSttError as error:
+            logger.error("%s could not be loaded: %s", key, error)
+        except Exception as error:
+            sentence = report_unexpected(error, f"loading {key}", self.config.path)
+            with self._lock:
+                state = self.load_state(key)
+                self._states[key] = LoadState("failed", "", sentence, state.attempt, time.monotonic())
+        return None
+
+    @contextmanager
+    def _locked(self, key: str, progress: StageReport | None) -> Iterator[int | None]:
+        """Hold the store's lock; yields the attempt of `key`'s load that was under way when this
+        caller came (it waited for that one), else None. While waiting, `progress` hears why."""
+        state = self.load_state(key)
+        waited_for = state.attempt if state.phase == "loading" else None
+        while not self._lock.acquire(timeout=WAIT_REPORT_S):
+            if progress is not None and (other := self.loading()) is not None:
+                stage = self.load_state(other).stage
+                progress(f"waiting for the model: {other} is loading ({stage})")
+        try:
+            yield waited_for
+        finally:
+            self._lock.release()
 
     def _held_keys(self) -> Counter[str]:
         if not hasattr(self._held, "keys"):
@@ -166,26 +242,61 @@ class ModelStore:
                 return
             self._released.wait()
 
-    def _load_locked(self, key: str, verify: VerifyMode | None) -> LoadedModel:
+    def _load_locked(
+        self,
+        key: str,
+        verify: VerifyMode | None,
+        progress: StageReport | None = None,
+        waited_for: int | None = None,
+    ) -> LoadedModel:
         spec = self.config.model(key)
         if (cached := self._loaded.get(key)) is not None:
             return cached
-        export_dir = self.export_dir(key)
-        manifest = check_export(
-            spec, export_dir, verify or self.config.runtime.verify_on_load, self.config.path
-        )
-        self._make_room(key)
-        if (cached := self._loaded.get(key)) is not None:  # loaded by another thread while we waited
-            return cached
-        family = family_for(spec.kind)
-        device, precision = pick_device_and_precision(self.config, family)
-        started = time.perf_counter()
-        if device == "cuda":
-            native_bf16_in_nemo_attention()  # not emulated bfloat16 under float16 autocast
-        model, method = family.load(export_dir, manifest, device, precision)
-        seconds = time.perf_counter() - started
+        state = self.load_state(key)
+        error = self._errors.get(key)
+        if waited_for is not None and state.attempt == waited_for and error is not None:
+            raise copy.copy(error).with_traceback(None) from None  # the load this caller waited for failed
+        attempt, since = state.attempt + 1, time.monotonic()
+
+        def stage(text: str) -> None:
+            self._states[key] = LoadState("loading", text, "", attempt, since)
+            if progress is not None:
+                progress(f"loading {key}: {text}")
+
+        try:
+            stage("checking the export")
+            export_dir = self.export_dir(key)
+            manifest = check_export(
+                spec, export_dir, verify or self.config.runtime.verify_on_load, self.config.path
+            )
+            self._make_room(key)
+            if (cached := self._loaded.get(key)) is not None:  # loaded by another thread while we waited
+                self._states[key] = LoadState("ready", "", "", attempt, time.monotonic())
+                return cached
+            family = family_for(spec.kind)
+            if family.runtime_module:  # the slow part of a first load, as a stage of its own
+                stage(f"importing {family.runtime_name}")
+                importlib.import_module(family.runtime_module)
+            device, precision = pick_device_and_precision(self.config, family)
+            stage("loading weights")
+            started = time.perf_counter()
+            if device == "cuda":
+                native_bf16_in_nemo_attention()  # not emulated bfloat16 under float16 autocast
+            model, method = family.load(export_dir, manifest, device, precision)
+            seconds = time.perf_counter() - started
+        except LocalSttError as failure:
+            self._errors[key] = failure
+            self._states[key] = LoadState("failed", "", str(failure), attempt, time.monotonic())
+            raise
+        except BaseException as failure:
+            self._errors.pop(key, None)  # unexpected: a caller that waited tries again itself
+            sentence = f"unexpected {type(failure).__name__} while loading {key}"
+            self._states[key] = LoadState("failed", "", sentence, attempt, time.monotonic())
+            raise
         loaded = LoadedModel(spec, manifest, model, device, seconds, export_dir, method, precision)
         self._loaded[key] = loaded
+        self._errors.pop(key, None)
+        self._states[key] = LoadState("ready", "", "", attempt, time.monotonic())
         logger.info(
             "%s @ %s loaded from %s in %.1f s on %s (%s)",
             spec.display_name,
@@ -199,8 +310,10 @@ class ModelStore:
 
     def _drop(self, loaded: LoadedModel) -> None:
         """Take `loaded` out of the store; free it now, or when its last use ends."""
-        if self._loaded.get(loaded.spec.key) is loaded:
-            del self._loaded[loaded.spec.key]
+        key = loaded.spec.key
+        if self._loaded.get(key) is loaded:
+            del self._loaded[key]
+            self._states[key] = LoadState("idle", "", "", self.load_state(key).attempt, time.monotonic())
         loaded.retired = True
         if loaded.users == 0:
             self._free(loaded)
@@ -228,6 +341,8 @@ class ModelStore:
             manifest = read_manifest(self.export_dir(key))
             exported = manifest is not None and manifest.matches(spec)
             loaded = self._loaded.get(key)
+            state = self.load_state(key)
+            so_far = time.monotonic() - state.since if state.phase == "loading" else 0.0
             if manifest is not None and exported:
                 message = f"exported at {spec.short_revision}, {human_size(manifest.total_size)}"
             else:
@@ -242,6 +357,11 @@ class ModelStore:
                     loaded=loaded is not None,
                     device=loaded.device if loaded else "",
                     message=message,
+                    phase="ready" if loaded else ("idle" if state.phase == "ready" else state.phase),
+                    stage=state.stage,
+                    error=state.error,
+                    dtype=loaded.dtype if loaded else "",
+                    seconds=loaded.seconds if loaded else so_far,
                 )
             )
         return rows
