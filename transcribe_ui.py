@@ -25,18 +25,21 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+from collections.abc import AsyncIterator, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from localstt.config import AppConfig, ConfigError, load_config  # noqa: E402
 from localstt.errors import LocalSttError  # noqa: E402
+from localstt.gpu_queue import GpuQueue  # noqa: E402
 from localstt.logfile import log_to_console  # noqa: E402
 from localstt.manifest import human_size  # noqa: E402
 from localstt.models import family_for  # noqa: E402
-from localstt.store import ModelStore  # noqa: E402
+from localstt.models.family import Progress  # noqa: E402
+from localstt.store import ModelStatus, ModelStore  # noqa: E402
 
 FORMATS = ["txt", "srt", "vtt", "json"]
+STATUS_REFRESH_S = 1.0  # how often an open page re-reads the status while a model loads
 SEGMENT_HEADERS = ["file", "start", "end", "text"]
 UPLOAD_GONE = (
     "this upload is no longer on the server: uploads are deleted as soon as a transcription that "
@@ -50,11 +53,30 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:06.3f}" if hours else f"{minutes}:{secs:06.3f}"
 
 
+def load_headline(row: ModelStatus) -> str:
+    """One line on the model's load, for the status panel ("" when nothing happened to it yet)."""
+    if row.phase == "ready":
+        return f"{row.key}: ready on {row.device} ({row.dtype})"
+    if row.phase == "loading":
+        return f"loading {row.key}… {row.stage} ({row.seconds:.0f} s)"
+    if row.phase == "failed":
+        return f"{row.key} could not be loaded: {row.error}"
+    return ""
+
+
 def status_markdown(store: ModelStore) -> str:
-    lines = ["| model | repo @ pinned commit | on disk | state |", "|---|---|---|---|"]
-    for row in store.status():
+    rows = store.status()
+    headlines = [f"**{line}**" for row in rows if (line := load_headline(row))]
+    lines = [*headlines, *([""] if headlines else [])]
+    lines += ["| model | repo @ pinned commit | on disk | state |", "|---|---|---|---|"]
+    for row in rows:
         commit = row.revision[:12] or "not pinned yet"
-        state = f"loaded on {row.device}" if row.loaded else ("ready" if row.exported else row.message)
+        if row.loaded:
+            state = f"loaded on {row.device} ({row.dtype})"
+        elif row.phase == "loading":
+            state = f"loading: {row.stage}"
+        else:
+            state = "exported, not loaded" if row.exported else row.message
         size = human_size(row.size_on_disk) if row.exported else "-"
         lines.append(f"| {row.key} | {row.repo} @ {commit} | {size} | {state} |")
     return "\n".join(lines)
@@ -133,7 +155,11 @@ class TranscriptionApp:
         self.output_root = output_root
         self.keep_outputs_s = keep_outputs_s
         self.max_queue = max_queue
+        # The API's requests (localstt/api.py) and these jobs take turns on the models here.
+        self.gpu_queue = GpuQueue(max_waiting=max_queue)
         self._sweeper: threading.Thread | None = None
+        self._preloader: threading.Thread | None = None
+        self._demo: Any = None  # the Blocks build() made; the warm-up starts once it serves
         self._running: set[str] = set()  # names of the job folders still being written
         self._jobs_lock = threading.Lock()
 
@@ -173,6 +199,38 @@ class TranscriptionApp:
         self._sweeper = threading.Thread(target=sweep, name="remove-old-outputs", daemon=True)
         self._sweeper.start()
 
+    def start_preload(
+        self, after_server: bool = True, server_wait_s: float = 120.0
+    ) -> threading.Thread | None:
+        """Load config.toml's [app] preload models in a background thread; returns at once.
+
+        `after_server`: wait until the page built by build() is served (at most `server_wait_s`),
+        so that importing NeMo does not slow the first page down. A job that comes meanwhile waits
+        for the same load (localstt.store).
+        """
+        keys = self.store.config.app.preload
+        if not keys or self._preloader is not None:
+            return self._preloader
+
+        def warm_up() -> None:
+            deadline = time.monotonic() + server_wait_s
+            while after_server and time.monotonic() < deadline:
+                if self._demo is not None and getattr(self._demo, "is_running", False):
+                    break
+                time.sleep(0.05)
+            for key in keys:
+                self.store.warm_up(key)
+
+        self._preloader = threading.Thread(target=warm_up, name="preload-models", daemon=True)
+        self._preloader.start()
+        return self._preloader
+
+    def status_update(self) -> tuple[str, Any]:
+        """The status panel now, and the timer that refreshes it: ticking only while a model loads."""
+        import gradio as gr
+
+        return status_markdown(self.store), gr.Timer(active=self.store.loading() is not None)
+
     def transcribe(
         self,
         files: list[str] | None,
@@ -209,20 +267,24 @@ class TranscriptionApp:
                     if progress is not None:
                         progress((index + fraction) / len(inputs), desc=f"{name}: {message}")
 
+                def wait(ahead: int, report: Progress = report) -> None:
+                    report(0.0, f"waiting for {ahead} API request{'s' if ahead > 1 else ''} to finish")
+
                 if not Path(path).exists():
                     failures.append(f"{name}: {UPLOAD_GONE}")
                     continue
                 try:
-                    result = transcribe_file(
-                        Path(path),
-                        model_key,
-                        self.options,
-                        self.store,
-                        formats or ["srt"],
-                        job_dir,
-                        name=name,
-                        progress=report,
-                    )
+                    with self.gpu_queue.turn(waiting=wait):
+                        result = transcribe_file(
+                            Path(path),
+                            model_key,
+                            self.options,
+                            self.store,
+                            formats or ["srt"],
+                            job_dir,
+                            name=name,
+                            progress=report,
+                        )
                 except LocalSttError as error:  # the whole job: the model is not usable
                     raise gr.Error(str(error)) from None
                 if result.transcript is None:
@@ -250,7 +312,8 @@ class TranscriptionApp:
         if not transcript_text.strip():
             raise gr.Error("Transcribe something first; the question is asked about the transcript.")
         try:
-            answer = ask_llm(self.store, model_key, transcript_text, question)
+            with self.gpu_queue.turn():
+                answer = ask_llm(self.store, model_key, transcript_text, question)
         except LocalSttError as error:
             raise gr.Error(str(error)) from None
         except Exception as error:
@@ -293,7 +356,8 @@ class TranscriptionApp:
                 ask = gr.Button("Ask")
                 answer = gr.Textbox(label="Answer", lines=6)
                 thinking = gr.Textbox(label="The model's reasoning (<think>)", lines=4)
-            status = gr.Markdown(status_markdown(self.store))
+            status = gr.Markdown(status_markdown(self.store), elem_id="status")
+            refresh = gr.Timer(STATUS_REFRESH_S, active=False)
 
             def on_transcribe(
                 files_value: list[str] | None,
@@ -320,7 +384,17 @@ class TranscriptionApp:
                 concurrency_limit=1,
                 concurrency_id="gpu",
             )
+            # Not queued: the status shows while a job holds the queue, and ticks never fill it.
+            outputs = [status, refresh]
+            quiet: dict[str, Any] = {"queue": False, "show_progress": "hidden"}
+            demo.load(
+                self.status_update, None, outputs, api_name="status", api_visibility="undocumented", **quiet
+            )
+            refresh.tick(self.status_update, None, outputs, api_visibility="private", **quiet)
+            # A job can start a load (the other model): the page polls until it is done.
+            run.click(lambda: gr.Timer(active=True), None, refresh, api_visibility="private", **quiet)
         demo.queue(default_concurrency_limit=1, max_size=self.max_queue)  # beyond: "queue is full"
+        self._demo = demo
         return demo
 
 
@@ -342,6 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--auth", help="user:password required to open the app (or LOCALSTT_AUTH)")
     parser.add_argument(
         "--allow-no-auth", action="store_true", help="serve on a non-loopback address without --auth"
+    )
+    parser.add_argument(
+        "--api-key", help="key the API under /v1 requires as a Bearer token (or LOCALSTT_API_KEY)"
     )
     parser.add_argument(
         "--max-queue", type=int, default=16, help="requests waiting at most; more are refused (16)"
@@ -369,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("error: --auth takes user:password.", file=sys.stderr)
             return 2
         auth = (user, password)
+    api_key = args.api_key or environment.api_key()
     if not _is_loopback(host) or args.share:
         print(f"WARNING: the app will be reachable from other machines ({host}, share={args.share}).")
         if auth is None and not args.allow_no_auth:
@@ -376,19 +454,86 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "error: add --auth user:password (or --allow-no-auth if you really mean it).", file=sys.stderr
             )
             return 2
+        if api_key is None and not args.allow_no_auth:
+            print(
+                "error: add --api-key KEY for the API under /v1 (or --allow-no-auth if you really mean it).",
+                file=sys.stderr,
+            )
+            return 2
     app = TranscriptionApp(config, keep_outputs_s=args.keep_outputs_minutes * 60, max_queue=args.max_queue)
-    demo = app.build()
+    app.start_preload()
     try:
-        demo.launch(
-            server_name=host,
-            server_port=port,
-            share=args.share,
-            auth=auth,
-            max_file_size=f"{config.app.max_upload_mb}mb",
-        )
+        serve(app, host, port, auth=auth, api_key=api_key, share=args.share)
     finally:
         shutil.rmtree(app.output_root, ignore_errors=True)
     return 0
+
+
+def server_app(app: TranscriptionApp, auth: tuple[str, str] | None = None, api_key: str | None = None) -> Any:
+    """One ASGI app: OpenAI's API under /v1 (localstt/api.py) and the page at /, mounted on FastAPI as
+    Gradio documents; the page's password (`auth`) guards the page, `api_key` the API."""
+    import gradio as gr
+    from fastapi import FastAPI
+
+    from localstt.api import ApiServer
+
+    max_upload_bytes = app.store.config.app.max_upload_mb << 20
+    api = ApiServer(app.store, app.options, app.gpu_queue, api_key=api_key, max_upload_bytes=max_upload_bytes)
+    demo = app.build()
+
+    @contextlib.asynccontextmanager
+    async def running(_: FastAPI) -> AsyncIterator[None]:
+        demo.is_running = True  # as launch() sets it once it serves; the warm-up waits for it
+        yield
+        demo.is_running = False
+
+    server = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=running)
+    server.mount("/v1", api.app())  # before the page: "/" takes every path left
+    mounted = gr.mount_gradio_app(server, demo, path="/", auth=auth, max_file_size=max_upload_bytes)
+    # Gradio checks that a request's files were uploaded (not any path on this machine) only once
+    # `has_launched` is set, which launch() does and mount_gradio_app (Gradio 6.31) does not.
+    demo.has_launched = True
+    return mounted
+
+
+def serve(
+    app: TranscriptionApp,
+    host: str,
+    port: int,
+    *,
+    auth: tuple[str, str] | None = None,
+    api_key: str | None = None,
+    share: bool = False,
+) -> None:
+    """Serve the page and the API on host:port until Ctrl-C (or SIGTERM)."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(server_app(app, auth, api_key), host=host, port=port, log_level="warning")
+    )
+    shown = f"[{host}]" if ":" in host else host
+    print(f"* Running on http://{shown}:{port} (the page) and http://{shown}:{port}/v1 (the API)")
+    if share:
+        threading.Thread(
+            target=_share_link, args=(server, host, port), name="share-link", daemon=True
+        ).start()
+    server.run()
+
+
+def _share_link(server: Any, host: str, port: int) -> None:
+    """Gradio's public link, made as `launch(share=True)` makes it, once the server is up."""
+    import secrets
+
+    from gradio import networking
+
+    while not server.started:
+        time.sleep(0.2)
+    try:
+        url = networking.setup_tunnel(host, port, secrets.token_urlsafe(32), None, None)
+    except Exception as error:
+        print(f"WARNING: no share link could be made ({error}); the app serves locally.", file=sys.stderr)
+        return
+    print(f"* Running on public URL: {url.replace('http://', 'https://', 1)}")
 
 
 if __name__ == "__main__":

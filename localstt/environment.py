@@ -8,6 +8,7 @@ Read:
 * ``LOCALSTT_FAST_LOAD``: ``0`` makes the loaders take NeMo's plain way instead of mapping the weights
   (localstt/loading/); the result is the same model, only slower.
 * ``LOCALSTT_AUTH``: ``user:password`` for the web app when ``--auth`` is not given.
+* ``LOCALSTT_API_KEY``: the key the API under ``/v1`` requires when ``--api-key`` is not given.
 * ``LOCALSTT_EXPORT_COMMAND``: how messages spell the export command (default
   ``uv run python export_models.py``), for installs that run it another way.
 
@@ -33,6 +34,7 @@ CONFIG_ENV = "LOCALSTT_CONFIG"
 LOG_DIR_ENV = "LOCALSTT_LOG_DIR"
 FAST_LOAD_ENV = "LOCALSTT_FAST_LOAD"
 AUTH_ENV = "LOCALSTT_AUTH"
+API_KEY_ENV = "LOCALSTT_API_KEY"
 EXPORT_COMMAND_ENV = "LOCALSTT_EXPORT_COMMAND"
 DEFAULT_EXPORT_COMMAND = "uv run python export_models.py"
 
@@ -63,6 +65,11 @@ def fast_load_problem() -> str | None:
 
 def auth() -> str | None:
     return os.environ.get(AUTH_ENV) or None
+
+
+def api_key() -> str | None:
+    """$LOCALSTT_API_KEY: the key the API requires (`Authorization: Bearer KEY`), or None."""
+    return os.environ.get(API_KEY_ENV, "").strip() or None
 
 
 def export_command_prefix() -> str:

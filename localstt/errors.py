@@ -21,6 +21,7 @@ RuntimeError, ...), so code that caught those still does.
     │   └── DeviceError      the device config.toml asks for is not there (no CUDA GPU)
     ├── AudioError           a recording cannot be read                         (per file)
     ├── EngineError          transcription failed in a way the user can act on  (per file)
+    ├── QueueFull            too many requests already wait for the model; try again later
     └── FastPathUnavailable  a fast loader cannot be used here; the plain loader runs instead (never
                              reaches the user)
 """
@@ -66,6 +67,10 @@ class EngineError(LocalSttError, RuntimeError):
     """Transcription failed in a way the user can act on; the message says how."""
 
     per_file = True
+
+
+class QueueFull(LocalSttError):
+    """Too many requests already wait for the model (the API answers 503 with Retry-After)."""
 
 
 class FastPathUnavailable(LocalSttError):
