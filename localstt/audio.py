@@ -75,6 +75,24 @@ def decode_audio(path: Path, max_seconds: float | None) -> DecodedAudio:
     return _decode_pyav(path, head, max_seconds)
 
 
+def probe_seconds(path: Path) -> float | None:
+    """The recording's length from its header alone (no decoding), or None when it does not say (or
+    is no recording: decode_audio then says what is wrong)."""
+    try:
+        info = sf.info(str(path))
+        if 0 < info.frames < _UNKNOWN_FRAMES and info.samplerate > 0:
+            return float(info.frames) / float(info.samplerate)
+    except (sf.SoundFileError, OSError, RuntimeError):
+        pass
+    try:
+        with av.open(f"file:{path}", container_options={"protocol_whitelist": "file"}) as container:
+            if container.duration is not None and container.duration > 0:
+                return float(container.duration) / av.time_base
+    except (av.FFmpegError, OSError, ValueError):
+        pass
+    return None
+
+
 def split_at_quiet_points(
     samples: np.ndarray, sample_rate: int, max_window_s: float, search_s: float = 5.0
 ) -> list[tuple[int, int]]:

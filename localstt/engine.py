@@ -8,16 +8,17 @@ from __future__ import annotations
 import re
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from localstt import memory
 from localstt.audio import DecodedAudio, decode_audio
 from localstt.errors import EngineError
-from localstt.models.family import Progress
+from localstt.models.family import Progress, SegmentsDone
 from localstt.options import TranscribeOptions
 from localstt.store import ModelStore
-from localstt.transcript import Transcript
+from localstt.transcript import Segment, Transcript
 
 __all__ = [
     "EngineError",
@@ -27,6 +28,7 @@ __all__ = [
     "ask_llm",
     "split_thinking",
     "transcribe",
+    "transcribe_together",
 ]
 
 
@@ -42,6 +44,7 @@ def transcribe(
     options: TranscribeOptions,
     store: ModelStore,
     progress: Progress | None = None,
+    segments_done: SegmentsDone | None = None,
 ) -> Transcript:
     """Transcribe one recording with the model `model_key` from `store`.
 
@@ -51,6 +54,8 @@ def transcribe(
         options: how (TranscribeOptions.from_config gives config.toml's); the Transcript records them.
         store: where the model is loaded from and kept.
         progress: called with (fraction done, what is happening).
+        segments_done: called with segments as they become final, in order, each segment once (all
+            of them at the end, for a model that reads the recording in one pass).
 
     Returns:
         The Transcript, with its segments, timings, notes and the options used.
@@ -72,13 +77,25 @@ def transcribe(
     timings["decode_s"] = time.perf_counter() - started
     report(0.05, f"loading {model_key}")
     mark = time.perf_counter()
-    with store.use(model_key) as loaded:
+    with store.use(model_key, progress=lambda message: report(0.05, message)) as loaded:
         timings["load_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
         family = loaded.family
         try:
+            handed_on = 0
+
+            def hand_on(done: list[Segment]) -> None:
+                nonlocal handed_on
+                handed_on += len(done)
+                if segments_done is not None:
+                    segments_done(done)
+
             with loaded.lock:
-                segments, notes = family.transcribe(loaded, decoded, options.of(family.options_type), report)
+                segments, notes = family.transcribe(
+                    loaded, decoded, options.of(family.options_type), report, hand_on
+                )
+            if segments_done is not None and segments[handed_on:]:
+                segments_done(segments[handed_on:])
         except Exception as error:
             ran_out = memory.out_of_memory(error)
             if not ran_out:
@@ -103,6 +120,59 @@ def transcribe(
         notes=notes,
         options=options.used_by(family.options_type),
     )
+
+
+def transcribe_together(
+    recordings: Sequence[tuple[DecodedAudio, str]],
+    model_key: str,
+    options: TranscribeOptions,
+    store: ModelStore,
+    progress: Progress | None = None,
+) -> list[Transcript]:
+    """Several decoded recordings (with their names) in one use of the model; its family runs together
+    what it can (localstt/batch.py batches a job this way). The transcripts are in the order given.
+
+    Raises:
+        EngineError: out of memory even one recording at a time.
+        Any error of one recording fails the call: batch.py then does them one by one.
+        ExportError, LoadError, ConfigError: the model cannot be used (the whole run).
+    """
+    report: Progress = progress or (lambda fraction, message: None)
+    with store.use(model_key, progress=lambda message: report(0.0, message)) as loaded:
+        family = loaded.family
+        started = time.perf_counter()
+        try:
+            with loaded.lock:
+                results = family.transcribe_batch(
+                    loaded, [audio for audio, _ in recordings], options.of(family.options_type), report
+                )
+        except Exception as error:
+            ran_out = memory.out_of_memory(error)
+            if not ran_out:
+                raise
+            traceback.clear_frames(error.__traceback__)
+            memory.release_memory(loaded.device)
+            raise EngineError(memory.OUT_OF_MEMORY[ran_out]) from error
+        seconds = time.perf_counter() - started
+        revision = loaded.spec.revision
+    audio_s = sum(audio.duration for audio, _ in recordings)
+    timings = {"batch_s": round(seconds, 4), "batch_recordings": len(recordings)}
+    if audio_s > 0:
+        timings["batch_rtfx"] = round(audio_s / max(seconds, 1e-9), 4)
+    return [
+        Transcript(
+            text=" ".join(segment.text for segment in segments).strip(),
+            segments=segments,
+            duration=round(audio.duration, 3),
+            model_key=model_key,
+            revision=revision,
+            timings=dict(timings),
+            source_name=name,
+            notes=notes,
+            options=options.used_by(family.options_type),
+        )
+        for (audio, name), (segments, notes) in zip(recordings, results, strict=True)
+    ]
 
 
 def split_thinking(reply: str) -> LlmAnswer:

@@ -30,8 +30,11 @@ class Limit:
     high: float | None  # the highest allowed (itself included); None: no upper limit
     whole: bool  # whole numbers only
     instead: str  # what to write instead, e.g. "a whole number, 1 or more"
+    words: tuple[str, ...] = ()  # words it may also be, e.g. ("auto",)
 
     def allows(self, value: object) -> bool:
+        if isinstance(value, str):
+            return value in self.words
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
             return False
         above = value >= self.low if self.low_allowed else value > self.low
@@ -39,7 +42,7 @@ class Limit:
         return fits and (not self.whole or float(value) == int(value))
 
 
-def setting(default: float, limit: Limit) -> Any:
+def setting(default: float | str, limit: Limit) -> Any:
     """A dataclass field that config.toml's [transcription] can set, within `limit`."""
     return field(default=default, metadata={"limit": limit})
 
@@ -67,6 +70,8 @@ class TranscribeOptions:
     (`of(ParakeetOptions)`). A family's part left out is its defaults."""
 
     max_audio_minutes: float = setting(180.0, Limit(0, False, None, False, "a number of minutes above 0"))
+    # Many recordings in one run (localstt/batch.py) are taken in batches of at most this much audio.
+    batch_minutes: float = setting(10.0, Limit(0, False, None, False, "a number of minutes above 0"))
     family_options: tuple[FamilyOptions, ...] = ()
 
     def __post_init__(self) -> None:
@@ -120,7 +125,10 @@ class TranscribeOptions:
                     raise ConfigError(
                         f"[transcription] {name} = {value!r} in {config_path}; use {limit.instead}."
                     )
-                values[name] = int(value) if limit.whole else float(value)
+                if isinstance(value, str):
+                    values[name] = value
+                else:
+                    values[name] = int(value) if limit.whole else float(value)
         return cls.build(**values)
 
     def used_by(self, options_type: type[FamilyOptions]) -> dict[str, Any]:

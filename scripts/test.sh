@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-system-packages.sh espeak-ng sox libsox-fmt-all chromium fonts-dejavu-core
 uv=$(bash scripts/ensure-uv.sh)
-"$uv" sync --locked --compile-bytecode  # bytecode: each NeMo process starts ~15 s faster
+"$uv" sync --locked --extra cluster --compile-bytecode  # bytecode: each NeMo process starts ~15 s faster
 "$uv" run --no-sync ruff check .
 "$uv" run --no-sync ruff format --check .
 "$uv" run --no-sync mypy  # strict, over the files pyproject.toml [tool.mypy] names

@@ -55,7 +55,7 @@ class ClipLength(ModelFamily):
         return (export_dir / WORDS).read_text(encoding="utf-8").split(), "text"
 
     def transcribe(
-        self, loaded: Any, audio: Any, options: Any, progress: Any
+        self, loaded: Any, audio: Any, options: Any, progress: Any, segments_done: Any = None
     ) -> tuple[list[Segment], list[str]]:
         assert isinstance(options, ClipLengthOptions)
         with self._guard:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import srt
 from store_env import REPO_ROOT, Project
@@ -45,10 +48,20 @@ def test_folder_in_files_out_and_failures_reported_per_file(exported_project: Pr
         "first.json",
         "first.srt",
         "first.txt",
+        "job.jsonl",
         "second.json",
         "second.srt",
         "second.txt",
     ]
+    job = {Path(e["input"]).name: e for e in map(json.loads, (out / "job.jsonl").read_text().splitlines())}
+    assert {name: e["status"] for name, e in job.items()} == {
+        "first.wav": "done",
+        "second.flac": "done",
+        "broken.mp3": "failed",
+    }
+    assert job["first.wav"]["sha256"] == hashlib.sha256(PHRASE_WAV.read_bytes()).hexdigest()
+    assert job["first.wav"]["outputs"] == ["first.srt", "first.txt", "first.json"]
+    assert job["broken.mp3"]["error"].startswith("'broken.mp3' is empty (0 bytes)")
     for stem in ("first", "second"):
         assert (out / f"{stem}.txt").read_text(encoding="utf-8").strip() == PHRASE
         cues = list(srt.parse((out / f"{stem}.srt").read_text(encoding="utf-8")))

@@ -212,9 +212,10 @@ def test_a_short_recording_gets_full_attention_and_says_so(model_store):
     assert list(data)[-2:] == ["notes", "options"] and data["notes"] == transcript.notes
     assert data["options"] == {  # how it was made: the common options and Parakeet's own
         "max_audio_minutes": 180.0,
+        "batch_minutes": 10.0,
         "full_attention_max_minutes": 24.0,
         "attention_memory_fraction": 0.8,
-        "parakeet_batch_size": 1,
+        "parakeet_batch_size": "auto",
     }
     assert transcript_from_json(JsonWriter().render(transcript)) == transcript
 
@@ -387,6 +388,7 @@ def test_settings_are_read_into_the_options(tmp_path):
         ("canary_window_seconds = 60", "at most 40"),
         ("canary_batch_size = 0", "canary_batch_size = 0 .*a whole number, 1 or more"),
         ("parakeet_batch_size = 1.5", "parakeet_batch_size = 1.5 .*a whole number"),
+        ('parakeet_batch_size = "lots"', "parakeet_batch_size = 'lots' .*1 or more, or \"auto\""),
         ('canary_batch_size = "8"', "canary_batch_size = '8'"),
         ("attention_memory_fraction = true", "attention_memory_fraction = True"),
         ("max_audio_minutes = nan", "max_audio_minutes = nan"),

@@ -124,7 +124,12 @@ def test_a_third_family_is_exported_loaded_and_transcribed_through_the_real_path
     seconds = sf.info(str(PHRASE_WAV)).duration
     assert (out / "phrase.txt").read_text(encoding="utf-8").strip() == f"Length: {seconds:.2f} seconds"
     record = json.loads((out / "phrase.json").read_text(encoding="utf-8"))
-    options = {"max_audio_minutes": 180.0, "clip_length_digits": 2, "clip_length_pause_s": 0.0}
+    options = {
+        "max_audio_minutes": 180.0,
+        "batch_minutes": 10.0,
+        "clip_length_digits": 2,
+        "clip_length_pause_s": 0.0,
+    }
     assert record["options"] == options  # config.toml's setting, recorded with the transcript
     assert record["revision"] == commit and record["model_key"] == "clip"
     assert record["notes"] == [f"counted {round(seconds * 16000)} samples"]

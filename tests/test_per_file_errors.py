@@ -9,6 +9,7 @@ in the log file (localstt/logfile.py), never in the terminal or the browser.
 from __future__ import annotations
 
 import errno
+import re
 import shutil
 import subprocess
 import sys
@@ -56,16 +57,25 @@ def inject(
     monkeypatch: pytest.MonkeyPatch, where: str, make_error: Callable[[], BaseException], names: set[str]
 ) -> None:
     """Make localstt.engine.transcribe ("transcribe") or localstt.subtitles.write_outputs
-    ("write_outputs") raise `make_error()` for the recordings in `names`; the others run as usual."""
+    ("write_outputs") raise `make_error()` for the recordings in `names`; the others run as usual.
+    A batch (engine.transcribe_together, the CLI's) that holds one of them fails as a whole, as a
+    model would; the batch is then done one recording at a time."""
     if where == "transcribe":
         real_transcribe = localstt.engine.transcribe
+        real_together = localstt.engine.transcribe_together
 
         def transcribe(audio: Path, *args: object, **kwargs: object) -> object:
             if Path(audio).name in names:
                 injected_failure(make_error)
             return real_transcribe(audio, *args, **kwargs)
 
+        def together(recordings: list[tuple[object, str]], *args: object, **kwargs: object) -> object:
+            if any(name in names for _, name in recordings):
+                injected_failure(make_error)
+            return real_together(recordings, *args, **kwargs)  # type: ignore[arg-type]
+
         monkeypatch.setattr(localstt.engine, "transcribe", transcribe)
+        monkeypatch.setattr(localstt.engine, "transcribe_together", together)
     else:
         real_write = localstt.subtitles.write_outputs
         stems = {Path(name).stem for name in names}
@@ -156,7 +166,15 @@ def injected_failure(audio, *args, **kwargs):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
     return real(audio, *args, **kwargs)
 
+real_together = localstt.engine.transcribe_together
+
+def injected_batch_failure(recordings, *args, **kwargs):
+    if any(name == "b.wav" for _, name in recordings):  # a batch with b.wav fails as a whole
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+    return real_together(recordings, *args, **kwargs)
+
 localstt.engine.transcribe = injected_failure
+localstt.engine.transcribe_together = injected_batch_failure
 """
 
 CLI_RUNNER = (
@@ -205,14 +223,17 @@ def test_cli_model_that_does_not_load_still_ends_the_run(
         {"b.wav"},
     )
     out = tmp_path / "out"
-    status = localstt.cli.main(
-        ["--config", str(exported_project.config), str(a), str(b), str(c), "--out", str(out)]
+    # Batches of one recording (each is 3.4 s), so that a is done before b's batch stops the run.
+    config = exported_project.root / "one-per-batch.toml"
+    config.write_text(
+        re.sub(r"(?m)^batch_minutes = .*$", "batch_minutes = 0.06", exported_project.config.read_text())
     )
+    status = localstt.cli.main(["--config", str(config), str(a), str(b), str(c), "--out", str(out)])
     captured = capsys.readouterr()
     assert status == 2
     assert captured.err.strip().splitlines()[-1] == "error: The export of parakeet is damaged."
     assert "failed: " not in captured.err and "Traceback" not in captured.err
-    assert sorted(p.name for p in out.iterdir()) == ["a.srt", "a.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.srt", "a.txt", "job.jsonl"]  # what was done is kept
 
 
 @pytest.fixture

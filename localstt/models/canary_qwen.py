@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from localstt import memory
 from localstt.errors import HubError
 from localstt.loading.salm import load_salm
-from localstt.models.family import ModelFamily, Progress, register
+from localstt.models.family import ModelFamily, Progress, SegmentsDone, register
 from localstt.options import FamilyOptions, Limit, setting
 from localstt.precision import ModelMakeup, Precision, autocast_context
 from localstt.transcript import Segment
@@ -67,6 +67,8 @@ class CanaryQwenOptions(FamilyOptions):
 
 class CanaryQwen(ModelFamily):
     kind: ClassVar[str] = "salm"
+    runtime_module: ClassVar[str] = "nemo.collections.asr"
+    runtime_name: ClassVar[str] = "NeMo"
     makeup: ClassVar[ModelMakeup] = ModelMakeup(
         "Canary-Qwen", language_model="about 10 GB for Canary-Qwen's 2.5 B parameters"
     )
@@ -112,7 +114,12 @@ class CanaryQwen(ModelFamily):
         return load_salm(export_dir, device, precision)
 
     def transcribe(
-        self, loaded: LoadedModel, audio: DecodedAudio, options: Any, progress: Progress
+        self,
+        loaded: LoadedModel,
+        audio: DecodedAudio,
+        options: Any,
+        progress: Progress,
+        segments_done: SegmentsDone | None = None,
     ) -> tuple[list[Segment], list[str]]:
         """Windows of at most canary_window_seconds, canary_batch_size at a time; on running out of
         memory the batch is halved (down to 1) and redone, and stays that small for the rest of the
@@ -143,9 +150,14 @@ class CanaryQwen(ModelFamily):
                 progress(where, message)
                 notes.append(f"{message}, from window {first + 1} on")
                 continue
-            for (start, end), text in zip(batch, texts, strict=True):
-                if text:
-                    segments.append(Segment(round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3), text))
+            done = [
+                Segment(round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3), text)
+                for (start, end), text in zip(batch, texts, strict=True)
+                if text
+            ]
+            segments += done
+            if segments_done is not None and done:
+                segments_done(done)
             first += len(batch)
         return segments, notes
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from localstt.transcript import Segment
 
 Progress = Callable[[float, str], None]
+# Called with segments as soon as they are final, in order (the API streams them); a family that
+# only has them all at the end may leave it uncalled: the engine hands on whatever was not handed.
+SegmentsDone = Callable[[list["Segment"]], None]
 
 
 class ModelFamily(ABC):
@@ -38,6 +41,11 @@ class ModelFamily(ABC):
     makeup: ClassVar[ModelMakeup]  # what the precision choice needs to know (localstt/precision.py)
     options_type: ClassVar[type[FamilyOptions]] = FamilyOptions
     answers_questions: ClassVar[bool] = False  # has a language model to ask about a transcript
+    has_word_times: ClassVar[bool] = False  # its segments carry timed words
+    # What its load imports first (e.g. "nemo.collections.asr", ~10 s on a CPU): the store imports it
+    # as a stage of the load of its own, so that the status can say so ("importing NeMo").
+    runtime_module: ClassVar[str] = ""
+    runtime_name: ClassVar[str] = ""
     # Longest path the loader writes inside an export beyond the exported files (the export refuses
     # paths Windows cannot open before downloading anything).
     loader_path_margin: ClassVar[int] = 0
@@ -75,10 +83,22 @@ class ModelFamily(ABC):
 
     @abstractmethod
     def transcribe(
-        self, loaded: LoadedModel, audio: DecodedAudio, options: Any, progress: Progress
+        self,
+        loaded: LoadedModel,
+        audio: DecodedAudio,
+        options: Any,
+        progress: Progress,
+        segments_done: SegmentsDone | None = None,
     ) -> tuple[list[Segment], list[str]]:
         """(segments, notes on how it was done) for one recording. `options` is an `options_type`.
         Called with `loaded.lock` held."""
+
+    def transcribe_batch(
+        self, loaded: LoadedModel, audios: Sequence[DecodedAudio], options: Any, progress: Progress
+    ) -> list[tuple[list[Segment], list[str]]]:
+        """`transcribe` of each recording, in the order given; a family that can run several at once
+        (Parakeet) does so. Called with `loaded.lock` held (localstt/batch.py)."""
+        return [self.transcribe(loaded, audio, options, progress) for audio in audios]
 
     def ask(self, loaded: LoadedModel, transcript_text: str, question: str, max_new_tokens: int) -> str:
         """The language model's reply (with any <think> part) to `question` about a transcript.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import gc
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from localstt import memory
 from localstt.errors import HubError, LoadError
 from localstt.loading.nemo_archive import connector, fast_path_problem, read_layout, unpacked_folder
-from localstt.models.family import ModelFamily, Progress, register
+from localstt.models.family import ModelFamily, Progress, SegmentsDone, register
 from localstt.options import FamilyOptions, Limit, setting
 from localstt.precision import ModelMakeup, Precision, autocast_context, autocast_forward
 from localstt.transcript import Segment, Word
@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 # Room, beyond the export's own files, for what the loader unpacks beside a .nemo (nemo_archive.py):
 # ".unpacked-<16 hex>/" and NeMo's "<32 hex>_tokenizer.model"-like member names.
 UNPACKED_PATH_MARGIN = 80
+AUTO_BATCH = 128  # the most recordings "auto" runs at once (the Open ASR leaderboard's batch)
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,21 @@ class ParakeetOptions(FamilyOptions):
             "a number above 0 and at most 1 (the share of free memory full attention may use)",
         ),
     )
-    parakeet_batch_size: int = setting(1, Limit(1, True, None, True, "a whole number, 1 or more"))
+    # Recordings run at once when many are transcribed together (localstt/batch.py): a number, or
+    # "auto" for as many as full attention's estimate lets fit in the free memory (at most AUTO_BATCH).
+    parakeet_batch_size: int | str = setting(
+        "auto", Limit(1, True, None, True, 'a whole number, 1 or more, or "auto"', words=("auto",))
+    )
 
 
 class Parakeet(ModelFamily):
     kind: ClassVar[str] = "nemo-asr"
+    runtime_module: ClassVar[str] = "nemo.collections.asr"
+    runtime_name: ClassVar[str] = "NeMo"
     makeup: ClassVar[ModelMakeup] = ModelMakeup("Parakeet")
     options_type: ClassVar[type[FamilyOptions]] = ParakeetOptions
     loader_path_margin: ClassVar[int] = UNPACKED_PATH_MARGIN
+    has_word_times: ClassVar[bool] = True
 
     def plan(self, api: HfApi, spec: ModelSpec) -> list[RemoteFile]:
         from localstt.hub import list_files
@@ -90,7 +98,12 @@ class Parakeet(ModelFamily):
         return model, method
 
     def transcribe(
-        self, loaded: LoadedModel, audio: DecodedAudio, options: Any, progress: Progress
+        self,
+        loaded: LoadedModel,
+        audio: DecodedAudio,
+        options: Any,
+        progress: Progress,
+        segments_done: SegmentsDone | None = None,  # one pass: the engine hands them all on at the end
     ) -> tuple[list[Segment], list[str]]:
         """Full attention when the plan allows it; on running out of memory there, once more with local
         attention. The model's attention settings are as before afterwards, whatever happened."""
@@ -112,10 +125,42 @@ class Parakeet(ModelFamily):
             progress(0.1, f"{said} in full attention; transcribing again with local attention")
             hypothesis = _run(loaded, audio, options, local=True)
             notes.append(f"{said} in full attention; transcribed again with local attention")
-        segments = segments_of(hypothesis)
-        if not segments and str(hypothesis.text).strip():
-            segments = [Segment(0.0, round(audio.duration, 3), str(hypothesis.text).strip())]
-        return segments, notes
+        return _segments(hypothesis, audio), notes
+
+    def transcribe_batch(
+        self, loaded: LoadedModel, audios: Sequence[DecodedAudio], options: Any, progress: Progress
+    ) -> list[tuple[list[Segment], list[str]]]:
+        """Long recordings alone (`transcribe`, with its long-audio rule); the others in groups, one
+        model call per group (`batch_groups`). A group that runs out of memory anyway is done one by
+        one instead, and their notes say so."""
+        assert isinstance(options, ParakeetOptions)
+        results: dict[int, tuple[list[Segment], list[str]]] = {}
+        alone, groups = batch_groups(loaded, [audio.duration for audio in audios], options)
+        for index in alone:
+            results[index] = self.transcribe(loaded, audios[index], options, progress)
+        for group in groups:
+            members = [audios[index] for index in group]
+            ran_out: memory.OutOfMemoryKind = ""
+            try:
+                hypotheses = _run_together(loaded, members) if len(group) > 1 else None
+            except Exception as error:
+                ran_out = memory.out_of_memory(error)
+                if not ran_out:
+                    raise
+                hypotheses = None
+            if hypotheses is None:
+                if ran_out:  # here, not in the `except` block, so that the failed batch's tensors are freed
+                    memory.release_memory(loaded.device)
+                for index in group:
+                    segments, notes = self.transcribe(loaded, audios[index], options, progress)
+                    if ran_out:
+                        notes = [*notes, f"{memory.ran_out(ran_out)} with {len(group)} at once; done alone"]
+                    results[index] = (segments, notes)
+                continue
+            note = f"full attention, {len(group)} recordings at once"
+            for index, hypothesis in zip(group, hypotheses, strict=True):
+                results[index] = (_segments(hypothesis, audios[index]), [note])
+        return [results[index] for index in range(len(audios))]
 
 
 def _restore(layout: NemoLayout, folder: Path, fast: bool, device: str) -> Any:
@@ -173,6 +218,13 @@ def _local_attention(model: Any, enabled: bool) -> Iterator[None]:
             model.cfg.encoder = saved_cfg
 
 
+def _segments(hypothesis: Any, audio: DecodedAudio) -> list[Segment]:
+    segments = segments_of(hypothesis)
+    if not segments and str(hypothesis.text).strip():
+        segments = [Segment(0.0, round(audio.duration, 3), str(hypothesis.text).strip())]
+    return segments
+
+
 def segments_of(hypothesis: Any, offset: float = 0.0) -> list[Segment]:
     """Segments with their words, from a hypothesis NeMo made with timestamps=True."""
     stamps = getattr(hypothesis, "timestamp", None) or {}
@@ -227,13 +279,56 @@ def _run(loaded: LoadedModel, audio: DecodedAudio, options: ParakeetOptions, loc
         torch.inference_mode(),
         autocast_context(loaded.device, loaded.precision.autocast),
     ):
-        hypotheses = model.transcribe(
-            [audio.samples],
-            batch_size=options.parakeet_batch_size,
-            timestamps=True,
-            verbose=False,
-        )
+        hypotheses = model.transcribe([audio.samples], batch_size=1, timestamps=True, verbose=False)
     return hypotheses[0] if isinstance(hypotheses, list) else hypotheses[0][0]
+
+
+def _run_together(loaded: LoadedModel, audios: Sequence[DecodedAudio]) -> list[Any]:
+    """One model.transcribe call over several recordings (full attention, padded to the longest)."""
+    import torch
+
+    with torch.inference_mode(), autocast_context(loaded.device, loaded.precision.autocast):
+        hypotheses = loaded.model.transcribe(
+            [audio.samples for audio in audios], batch_size=len(audios), timestamps=True, verbose=False
+        )
+    return list(hypotheses if isinstance(hypotheses, list) else hypotheses[0])
+
+
+def batch_groups(
+    loaded: LoadedModel, durations: Sequence[float], options: ParakeetOptions
+) -> tuple[list[int], list[list[int]]]:
+    """(recordings to run alone, groups to run together), as indexes into `durations`.
+
+    Alone: those the long-audio rule gives local attention. Together, longest first: as many as fit,
+    that is, at most `parakeet_batch_size` ("auto": AUTO_BATCH) and only while full attention's
+    estimate for the group (padded to its longest) fits in the memory free now.
+    """
+    most = AUTO_BATCH if options.parakeet_batch_size == "auto" else int(options.parakeet_batch_size)
+    score, softmax = score_bytes(loaded)
+    dims = memory.attention_dims(loaded.model, dtype_bytes=score, softmax_bytes=softmax)
+    free = memory.free_memory_bytes(loaded.device)
+
+    def fits(longest: float, count: int) -> bool:
+        plan = memory.choose_attention(
+            longest,
+            free,
+            dims,
+            full_attention_max_minutes=options.full_attention_max_minutes,
+            memory_fraction=options.attention_memory_fraction,
+            batch=count,
+        )
+        return plan.mode == "full"
+
+    alone: list[int] = []
+    groups: list[list[int]] = []
+    for index in sorted(range(len(durations)), key=lambda i: -durations[i]):
+        if not fits(durations[index], 1):
+            alone.append(index)
+        elif groups and len(groups[-1]) < most and fits(durations[groups[-1][0]], len(groups[-1]) + 1):
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return alone, groups
 
 
 PARAKEET = register(Parakeet())

@@ -1,0 +1,155 @@
+"""Many recordings in one run: decoded on CPU threads while the model runs, transcribed in batches.
+
+    for result in transcribe_many(paths, "parakeet", options, store):   # as each batch is done
+        result.index, result.transcript or result.failure
+
+The recordings' lengths are read from their headers, and they are taken longest first, in batches
+of at most `batch_minutes` of audio (config.toml's [transcription]). While the model runs one
+batch, `decode_workers` threads decode the next. Inside a batch the model's family decides what
+runs together (Parakeet: its `batch_groups`; long recordings alone, by the long-audio rule). One
+recording that cannot be read, or that fails, costs only itself: a batch that fails is done again
+one recording at a time, so that the failure lands on the recording that caused it.
+`transcribe_all` gives the results in input order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from localstt import engine
+from localstt.audio import DecodedAudio, decode_audio, probe_seconds
+from localstt.errors import LocalSttError
+from localstt.logfile import report_unexpected
+from localstt.models.family import Progress
+from localstt.options import TranscribeOptions
+from localstt.store import ModelStore
+from localstt.transcript import Transcript
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    index: int  # the recording's place in the input
+    path: Path
+    transcript: Transcript | None = None
+    failure: str = ""  # why it could not be done, one sentence; "" when it was
+
+
+def plan_batches(seconds: Sequence[float | None], batch_minutes: float) -> list[list[int]]:
+    """Indexes of the recordings, longest first, cut into batches of at most `batch_minutes` of audio
+    (a longer recording is a batch by itself); those of unknown length come last, one by one."""
+    known = sorted((i for i, s in enumerate(seconds) if s is not None), key=lambda i: -(seconds[i] or 0.0))
+    budget = batch_minutes * 60
+    batches: list[list[int]] = []
+    total = 0.0
+    for index in known:
+        length = seconds[index] or 0.0
+        if batches and total + length <= budget:
+            batches[-1].append(index)
+            total += length
+        else:
+            batches.append([index])
+            total = length
+    batches += [[i] for i, s in enumerate(seconds) if s is None]
+    return batches
+
+
+def transcribe_many(
+    paths: Sequence[Path],
+    model_key: str,
+    options: TranscribeOptions,
+    store: ModelStore,
+    *,
+    decode_workers: int = 2,
+    progress: Progress | None = None,
+) -> Iterator[BatchResult]:
+    """Each recording's result, batch by batch as they are done (longest recordings first).
+
+    Raises:
+        LocalSttError: one that concerns the whole run (the model is not exported or does not load).
+    """
+    seconds = [probe_seconds(path) for path in paths]
+    batches = plan_batches(seconds, options.batch_minutes)
+    limit = options.max_audio_minutes * 60
+    with ThreadPoolExecutor(max(1, decode_workers), thread_name_prefix="decode") as pool:
+
+        def decode_batch(batch: list[int]) -> list[tuple[int, Future[DecodedAudio]]]:
+            return [(index, pool.submit(decode_audio, paths[index], limit)) for index in batch]
+
+        upcoming = decode_batch(batches[0]) if batches else []
+        done = 0
+        for number, _ in enumerate(batches):
+            current = upcoming
+            upcoming = decode_batch(batches[number + 1]) if number + 1 < len(batches) else []
+            decoded: list[tuple[int, DecodedAudio]] = []
+            for index, future in current:
+                try:
+                    decoded.append((index, future.result()))
+                except LocalSttError as error:  # AudioError: this recording only
+                    yield BatchResult(index, paths[index], failure=str(error))
+                except Exception as error:
+                    sentence = report_unexpected(error, f"reading {paths[index]}", store.config.path)
+                    yield BatchResult(index, paths[index], failure=sentence)
+            yield from transcribe_decoded(decoded, paths, model_key, options, store, progress)
+            done += len(current)
+            if progress is not None:
+                progress(done / len(paths), f"{done} of {len(paths)} recordings")
+
+
+def transcribe_all(
+    paths: Sequence[Path],
+    model_key: str,
+    options: TranscribeOptions,
+    store: ModelStore,
+    *,
+    decode_workers: int = 2,
+) -> list[BatchResult]:
+    """`transcribe_many`'s results in the order of `paths`."""
+    results = transcribe_many(paths, model_key, options, store, decode_workers=decode_workers)
+    return sorted(results, key=lambda result: result.index)
+
+
+def transcribe_decoded(
+    decoded: list[tuple[int, DecodedAudio]],
+    paths: Sequence[Path],
+    model_key: str,
+    options: TranscribeOptions,
+    store: ModelStore,
+    progress: Progress | None,
+) -> Iterator[BatchResult]:
+    """One batch of decoded recordings (`decoded`: their indexes into `paths`, and samples): together
+    in one model use, or, when that fails, one by one so that each failure is its recording's own.
+    Ray's actors (localstt/ray_job.py) run their batches through this too."""
+    if not decoded:
+        return
+    recordings = [(audio, paths[index].name) for index, audio in decoded]
+    if len(decoded) > 1:
+        try:
+            transcripts = engine.transcribe_together(recordings, model_key, options, store, progress)
+        except LocalSttError as error:
+            if not error.per_file:
+                raise
+        except Exception:
+            logger.info("a batch of %d failed; doing its recordings one by one", len(decoded))
+        else:
+            for (index, _), transcript in zip(decoded, transcripts, strict=True):
+                yield BatchResult(index, paths[index], transcript)
+            return
+    for index, _ in decoded:  # one by one, decoded again (rare): the failure is that recording's own
+        try:
+            transcript = engine.transcribe(paths[index], model_key, options, store, progress)
+        except LocalSttError as error:
+            if not error.per_file:
+                raise
+            yield BatchResult(index, paths[index], failure=str(error))
+            continue
+        except Exception as error:
+            doing = f"transcribing {paths[index]} with {model_key}"
+            yield BatchResult(index, paths[index], failure=report_unexpected(error, doing, store.config.path))
+            continue
+        yield BatchResult(index, paths[index], transcript)

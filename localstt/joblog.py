@@ -1,0 +1,106 @@
+"""A job's record of what it did, so that it can be stopped at any moment and run again.
+
+    OUT/
+    ├── job.jsonl          one line per recording, appended (and flushed to the disk) as each ends
+    ├── meeting.txt        a recording's outputs, each written atomically before its line
+    ├── meeting.srt
+    └── ...
+
+Each line of job.jsonl is one `JobEntry`: the input as given, its sha256, the model key and pinned
+commit, "done" or "failed", the error sentence, and the output files (names inside OUT). A run that
+is given the same OUT skips every recording whose latest line says "done" with the same sha256,
+model and commit and whose outputs are all still there; it does the others again. A line cut short by
+a kill is ignored, so a kill (Ctrl-C or SIGKILL) loses at most the recordings in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+logger = logging.getLogger(__name__)
+
+JOB_FILE = "job.jsonl"
+Status = Literal["done", "failed"]
+
+
+@dataclass(frozen=True)
+class JobEntry:
+    input: str
+    sha256: str
+    model: str
+    revision: str
+    status: Status
+    error: str = ""
+    outputs: tuple[str, ...] = ()
+    duration_s: float = 0.0
+    finished_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = asdict(self)
+        data["outputs"] = list(self.outputs)
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, line: str) -> JobEntry | None:
+        """The entry of one line, or None for a line that is not one (e.g. cut short by a kill)."""
+        try:
+            data = json.loads(line)
+            return cls(**{**data, "outputs": tuple(data.get("outputs", ()))})
+        except (ValueError, TypeError):
+            return None
+
+
+class JobLog:
+    """OUT/job.jsonl: read once when the job starts, appended to as recordings end (thread-safe)."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.path = out_dir / JOB_FILE
+        self._lock = threading.Lock()
+        self.entries: list[JobEntry] = []
+        if self.path.exists():
+            for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
+                if not line.strip():
+                    continue
+                entry = JobEntry.from_json(line)
+                if entry is None:
+                    logger.warning("%s line %d is not a complete entry; ignored", self.path, number)
+                else:
+                    self.entries.append(entry)
+
+    def done(self, sha256: str, model: str, revision: str) -> JobEntry | None:
+        """The latest "done" entry of this recording by this model at this commit, if its outputs
+        are all still in OUT (else it is to be done again)."""
+        for entry in reversed(self.entries):
+            if (entry.sha256, entry.model, entry.revision) != (sha256, model, revision):
+                continue
+            if entry.status != "done":
+                return None
+            if all((self.out_dir / name).is_file() for name in entry.outputs):
+                return entry
+            return None
+        return None
+
+    def append(self, entry: JobEntry) -> None:
+        """Add `entry` as one line, on the disk before this returns."""
+        with self._lock:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8", newline="\n") as handle:
+                if handle.tell() > 0 and not self._ends_with_newline():
+                    handle.write("\n")  # after a line cut short by a kill: start a new one
+                handle.write(entry.to_json() + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            self.entries.append(entry)
+
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"

@@ -1,0 +1,119 @@
+"""Many recordings in one run (localstt/batch.py): batched equals one by one, on the tiny Parakeet."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from tiny_models import PHRASE_TXT, PHRASE_WAV
+
+from localstt import engine
+from localstt.audio import probe_seconds
+from localstt.batch import plan_batches, transcribe_all
+from localstt.options import TranscribeOptions
+from localstt.store import ModelStore
+
+PHRASE = PHRASE_TXT.read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Five recordings of different lengths, rates and containers, all of the phrase."""
+    folder = tmp_path_factory.mktemp("recordings")
+    speech, rate = sf.read(PHRASE_WAV, dtype="float32")
+    silence = np.zeros(rate, dtype=np.float32)
+    made = {
+        "phrase.wav": speech,
+        "twice.wav": np.concatenate([speech, silence, speech]),
+        "late.wav": np.concatenate([silence, silence, speech]),
+        "thrice.wav": np.concatenate([speech, silence, speech, silence, speech]),
+    }
+    paths = []
+    for name, samples in made.items():
+        sf.write(folder / name, samples, rate)
+        paths.append(folder / name)
+    stereo = folder / "stereo-44k.flac"  # another rate and channel count, through sox
+    subprocess.run(["sox", str(PHRASE_WAV), "-r", "44100", "-c", "2", str(stereo)], check=True)
+    paths.append(stereo)
+    return paths
+
+
+def one_by_one(paths: list[Path], store: ModelStore, options: TranscribeOptions) -> list[object]:
+    return [engine.transcribe(path, "parakeet", options, store).segments for path in paths]
+
+
+def test_batched_gives_the_same_text_and_timestamps_as_one_by_one(
+    model_store: ModelStore, recordings, monkeypatch
+):
+    options = TranscribeOptions.from_config(model_store.config).replace(parakeet_batch_size="auto")
+    alone = one_by_one(recordings, model_store, options)
+    model = model_store.load("parakeet").model
+    calls: list[int] = []
+    original = model.transcribe
+
+    def counted(audio, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(len(audio))
+        return original(audio, *args, **kwargs)
+
+    monkeypatch.setattr(model, "transcribe", counted)
+    results = transcribe_all(recordings, "parakeet", options, model_store)
+    assert [r.path for r in results] == recordings  # in input order
+    assert [r.failure for r in results] == [""] * len(recordings)
+    assert [r.transcript.segments for r in results] == alone  # type: ignore[union-attr]
+    assert [r.transcript.text for r in results] == [  # type: ignore[union-attr]
+        PHRASE,
+        f"{PHRASE} {PHRASE}",
+        PHRASE,
+        f"{PHRASE} {PHRASE} {PHRASE}",
+        PHRASE,
+    ]
+    assert calls == [5]  # all five in one model call
+    assert all(r.transcript.notes == ["full attention, 5 recordings at once"] for r in results)  # type: ignore[union-attr]
+
+
+def test_a_batch_size_caps_how_many_run_together(model_store: ModelStore, recordings, monkeypatch):
+    options = TranscribeOptions.from_config(model_store.config).replace(parakeet_batch_size=2)
+    model = model_store.load("parakeet").model
+    calls: list[int] = []
+    original = model.transcribe
+    monkeypatch.setattr(
+        model, "transcribe", lambda audio, *a, **k: calls.append(len(audio)) or original(audio, *a, **k)
+    )
+    results = transcribe_all(recordings, "parakeet", options, model_store)
+    assert calls == [2, 2, 1]
+    assert [r.transcript.segments for r in results] == one_by_one(recordings, model_store, options)  # type: ignore[union-attr]
+
+
+def test_one_bad_recording_costs_only_itself(model_store: ModelStore, recordings, tmp_path: Path):
+    fake = tmp_path / "notes.wav"
+    fake.write_text("not a recording\n" * 20)
+    missing = tmp_path / "gone.wav"
+    paths = [recordings[0], fake, recordings[1], missing]
+    options = TranscribeOptions.from_config(model_store.config)
+    results = transcribe_all(paths, "parakeet", options, model_store)
+    assert [r.index for r in results] == [0, 1, 2, 3]
+    assert results[0].transcript.text == PHRASE  # type: ignore[union-attr]
+    assert results[2].transcript.text == f"{PHRASE} {PHRASE}"  # type: ignore[union-attr]
+    assert results[1].transcript is None and "'notes.wav' is not an audio file" in results[1].failure
+    assert results[3].transcript is None and results[3].failure.startswith("Audio file not found:")
+
+
+def test_batches_are_longest_first_within_the_minutes_and_unknown_lengths_last():
+    seconds = [60.0, None, 600.0, 30.0, 2000.0, 90.0]
+    assert plan_batches(seconds, batch_minutes=10) == [[4], [2], [5, 0, 3], [1]]
+    assert plan_batches([], batch_minutes=10) == []
+
+
+def test_lengths_come_from_the_header(recordings, tmp_path: Path):
+    assert probe_seconds(recordings[1]) == pytest.approx(sf.info(recordings[1]).duration)
+    assert probe_seconds(recordings[4]) == pytest.approx(sf.info(PHRASE_WAV).duration, abs=0.01)
+    mp3 = tmp_path / "phrase.mp3"
+    subprocess.run(["sox", str(PHRASE_WAV), str(mp3)], check=True)
+    assert probe_seconds(mp3) == pytest.approx(sf.info(PHRASE_WAV).duration, abs=0.1)
+    text = tmp_path / "text.wav"
+    text.write_text("hello\n")
+    assert probe_seconds(text) is None
+    assert probe_seconds(tmp_path / "missing.wav") is None

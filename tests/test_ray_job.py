@@ -1,0 +1,323 @@
+"""A job on Ray Data (localstt/ray_job.py) with a local Ray instance, CPU only, and offline.
+
+Each job runs in its own process under tests/offline.py --allow-loopback, and a sitecustomize.py on
+its PYTHONPATH blocks the network the same way in every Python process Ray starts (workers, agents),
+so an attempt to leave loopback anywhere lands in the attempts file. Meanwhile the test reads the
+sockets of the whole process tree (raylet and gcs_server included) and checks every one is on
+127.0.0.1, and at the end that Ray's processes are gone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import soundfile as sf
+from store_env import OFFLINE_RUNNER
+from tiny_models import PHRASE_TXT, PHRASE_WAV
+
+from localstt.audio import decode_audio
+from localstt.errors import AudioError
+from localstt.joblog import JobEntry
+
+pytest.importorskip("ray")
+
+PHRASE = PHRASE_TXT.read_text().strip()
+TESTS = Path(__file__).resolve().parent
+
+DRIVER = """
+import json, sys
+from pathlib import Path
+
+from localstt.errors import LocalSttError
+from localstt.ray_job import run_on_ray
+
+args = json.loads(sys.argv[1])
+try:
+    results = run_on_ray(
+        [Path(p) for p in args["paths"]], "parakeet", ["txt", "json"], Path(args["out"]), args["config"],
+        actors=args["actors"], batch_size=4, num_cpus=2,
+    )
+except LocalSttError as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
+rows = [
+    {"index": r.index, "path": str(r.path), "text": r.transcript.text if r.transcript else None,
+     "failure": r.failure, "outputs": [p.name for p in r.outputs], "node": r.node, "pid": r.actor_pid,
+     "loads": r.actor_loads}
+    for r in results
+]
+Path(args["report"]).write_text(json.dumps(rows))
+"""
+
+# The command itself: `transcribe FILES --ray --actors N` (localstt/cli.py).
+CLI_DRIVER = """
+import json, sys
+from localstt.cli import main
+
+sys.exit(main(json.loads(sys.argv[1])))
+"""
+
+# Every Python process of the job (the driver and all Ray starts) blocks the network on start-up.
+SITECUSTOMIZE = """
+import importlib.util, os
+if os.environ.get("OFFLINE_ATTEMPTS_FILE"):
+    _spec = importlib.util.spec_from_file_location("_offline_guard", {offline!r})
+    _guard = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_guard)
+    _guard.block_network(allow_loopback=True)
+    with open("/proc/self/cmdline", "rb") as _cmdline:
+        _command = _cmdline.read().replace(b"\\0", b" ").decode(errors="replace")
+    with open(os.environ["OFFLINE_GUARDED_FILE"], "a", encoding="utf-8") as _out:
+        _out.write(_command + "\\n")
+"""
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], Path]:
+    """20 recordings of the phrase (different silences before and after it), and one damaged WAV."""
+    folder = tmp_path_factory.mktemp("ray-recordings")
+    speech, rate = sf.read(PHRASE_WAV, dtype="float32")
+    good = []
+    for number in range(20):
+        before = np.zeros(int(rate * 0.1 * (number % 7)), dtype=np.float32)
+        after = np.zeros(int(rate * 0.25 * (number % 4)), dtype=np.float32)
+        path = folder / f"phrase-{number:02d}.wav"
+        sf.write(path, np.concatenate([before, speech, after]), rate)
+        good.append(path)
+    damaged = folder / "damaged.wav"
+    damaged.write_bytes(PHRASE_WAV.read_bytes()[:44] + b"\xff" * 7 + b"not audio at all" * 50)
+    with pytest.raises(AudioError):
+        decode_audio(damaged, None)
+    return good, damaged
+
+
+@dataclass
+class Job:
+    returncode: int
+    stderr: str
+    rows: list[dict]
+    lines: list[JobEntry]
+    attempts: list[str]
+    guarded: list[str]
+    sockets: set[tuple[str, str, str]] = field(default_factory=set)  # (process, local, remote)
+    ray_pids: set[int] = field(default_factory=set)
+    actor_pids: set[int] = field(default_factory=set)  # the TranscriberActor pool's processes
+
+
+def _is_ray(process: psutil.Process) -> bool:
+    name = process.name()
+    return name in ("raylet", "gcs_server") or " ".join(process.cmdline()).startswith("ray::")
+
+
+def _watch(root: psutil.Process, job: Job, stop: threading.Event) -> None:
+    """Every inet socket of `root` and its descendants, and Ray's processes among them, until `stop`."""
+    while not stop.is_set():
+        try:
+            processes = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        for process in processes:
+            try:
+                if _is_ray(process):
+                    job.ray_pids.add(process.pid)
+                    if " ".join(process.cmdline()).startswith("ray::MapWorker(MapBatches(TranscriberActor))"):
+                        job.actor_pids.add(process.pid)
+                name = process.name()
+                for conn in process.net_connections(kind="inet"):
+                    local = conn.laddr.ip if conn.laddr else ""
+                    remote = conn.raddr.ip if conn.raddr else ""
+                    job.sockets.add((name, local, remote))
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        stop.wait(0.3)
+
+
+def run_job(
+    exported_project,
+    tmp_path: Path,
+    paths: list[Path],
+    actors: int,
+    config: Path | None = None,
+    command: bool = False,
+) -> Job:
+    """The driver above (`command`: the CLI with --ray), in its own process with the network blocked,
+    watched from here."""
+    out = tmp_path / "out"
+    driver = tmp_path / "driver.py"
+    driver.write_text(CLI_DRIVER if command else DRIVER, encoding="utf-8")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        SITECUSTOMIZE.format(offline=str(OFFLINE_RUNNER)), encoding="utf-8"
+    )
+    attempts, guarded, report = tmp_path / "attempts.log", tmp_path / "guarded.log", tmp_path / "report.json"
+    env = exported_project.env(OFFLINE_ATTEMPTS_FILE=str(attempts), OFFLINE_GUARDED_FILE=str(guarded))
+    env["PYTHONPATH"] = f"{site}:{env['PYTHONPATH']}"
+    arguments = {
+        "paths": [str(p) for p in paths],
+        "out": str(out),
+        "config": str(config or exported_project.config),
+        "actors": actors,
+        "report": str(report),
+    }
+    if command:
+        argv = [
+            *arguments["paths"],
+            "--out",
+            str(out),
+            "--config",
+            arguments["config"],
+            "--format",
+            "txt,json",
+        ]
+        arguments = [*argv, "--ray", "--actors", str(actors)]  # type: ignore[assignment]
+    process = subprocess.Popen(
+        [sys.executable, str(OFFLINE_RUNNER), "--allow-loopback", str(driver), json.dumps(arguments)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    job = Job(0, "", [], [], [], [])
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(psutil.Process(process.pid), job, stop), daemon=True)
+    watcher.start()
+    try:
+        _, job.stderr = process.communicate(timeout=600)
+    finally:
+        stop.set()
+        watcher.join()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    job.returncode = process.returncode
+    job.rows = json.loads(report.read_text()) if report.exists() else []
+    log = out / "job.jsonl"
+    job.lines = [JobEntry.from_json(line) for line in log.read_text().splitlines()] if log.exists() else []  # type: ignore[misc]
+    job.attempts = attempts.read_text().splitlines() if attempts.exists() else []
+    job.guarded = guarded.read_text().splitlines() if guarded.exists() else []
+    return job
+
+
+def is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return (mapped or address).is_loopback
+
+
+def assert_only_loopback(job: Job) -> None:
+    names = {name for name, _, _ in job.sockets}
+    assert {"raylet", "gcs_server"} <= names, f"the watcher saw no Ray sockets: {sorted(job.sockets)}"
+    outside = [s for s in job.sockets if not all(is_loopback(ip) for ip in s[1:] if ip)]
+    assert outside == [], f"sockets off loopback: {outside}"
+    assert job.attempts == [], job.attempts
+    assert any("default_worker.py" in line for line in job.guarded), job.guarded  # workers were guarded
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def assert_ray_gone(job: Job) -> None:
+    assert job.ray_pids, "no Ray process was seen"
+    deadline = time.monotonic() + 20
+    left = set(job.ray_pids)
+    while left and time.monotonic() < deadline:
+        left = {pid for pid in left if _alive(pid)}
+        time.sleep(0.5)
+    assert left == set(), f"Ray processes left behind: {left}"
+
+
+@pytest.mark.parametrize("actors", [1, 2])
+def test_a_ray_job_transcribes_each_file_once_per_actor_load_and_stays_on_loopback(
+    exported_project, recordings, tmp_path: Path, actors: int
+):
+    good, damaged = recordings
+    paths = [*good[:13], damaged, *good[13:]]
+    with pytest.raises(AudioError) as caught:
+        decode_audio(damaged, None)
+    job = run_job(exported_project, tmp_path, paths, actors)
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert [row["path"] for row in job.rows] == [str(p) for p in paths]  # in input order
+    texts = [row["text"] for row in job.rows]
+    assert texts == [PHRASE] * 13 + [None] + [PHRASE] * 7
+    assert job.rows[13]["failure"] == str(caught.value)
+    assert [row["failure"] for i, row in enumerate(job.rows) if i != 13] == [""] * 20
+    # As many actors as asked for, each loading the model once (Ray gives a batch to the least busy
+    # actor, so with the tiny model one of two may get no batch at all: it still loaded the model).
+    assert len(job.actor_pids) == actors, job.actor_pids
+    transcribed_by = {row["pid"]: row["loads"] for row in job.rows}
+    assert set(transcribed_by) <= job.actor_pids
+    assert set(transcribed_by.values()) == {1}
+    assert all(row["node"].startswith(socket.gethostname()) for row in job.rows)
+    # job.jsonl: one line per file, the outputs of each done one in OUT.
+    assert len(job.lines) == 21
+    assert sorted(entry.input for entry in job.lines) == sorted(str(p) for p in paths)
+    by_input = {entry.input: entry for entry in job.lines}
+    assert by_input[str(damaged)].status == "failed"
+    assert by_input[str(damaged)].error == str(caught.value)
+    for path in good:
+        entry = by_input[str(path)]
+        assert entry.status == "done"
+        assert entry.outputs == (f"{path.stem}.txt", f"{path.stem}.json")
+        assert (tmp_path / "out" / f"{path.stem}.txt").read_text().strip() == PHRASE
+    assert_only_loopback(job)
+    assert_ray_gone(job)
+
+
+def test_a_node_without_the_export_fails_the_job_with_one_sentence_naming_it(
+    exported_project, recordings, tmp_path: Path
+):
+    empty = tmp_path / "empty-models"
+    empty.mkdir()
+    text = exported_project.config.read_text()
+    assert 'models_dir = "local_models"' in text
+    config = tmp_path / "config.toml"
+    config.write_text(text.replace('models_dir = "local_models"', f'models_dir = "{empty}"', 1))
+    good, _ = recordings
+    job = run_job(exported_project, tmp_path, good[:3], 1, config=config, command=True)
+    assert job.returncode == 2, job.stderr[-3000:]
+    error = [line for line in job.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error) == 1, job.stderr[-3000:]
+    assert error[0].startswith(f"error: on node {socket.gethostname()} (127.0.0.1): parakeet is not exported")
+    assert re.search(r"`uv run python export_models\.py .*parakeet` once to export it\.$", error[0]), error[0]
+    assert job.lines == []  # nothing was claimed done
+    assert job.attempts == []
+    assert_ray_gone(job)
+
+
+def test_the_command_with_ray_does_the_good_files_and_names_the_bad_one(
+    exported_project, recordings, tmp_path: Path
+):
+    good, damaged = recordings
+    paths = [good[0], damaged, good[1], good[2]]
+    job = run_job(exported_project, tmp_path, paths, 1, command=True)
+    assert job.returncode == 1, job.stderr[-3000:]
+    failed = [line for line in job.stderr.splitlines() if line.startswith("failed: ")]
+    with pytest.raises(AudioError) as caught:
+        decode_audio(damaged, None)
+    assert failed == [f"failed: {damaged}: {caught.value}"]
+    assert sorted((e.input, e.status) for e in job.lines) == sorted(
+        [(str(p), "failed" if p == damaged else "done") for p in paths]
+    )
+    for path in (good[0], good[1], good[2]):
+        assert (tmp_path / "out" / f"{path.stem}.txt").read_text().strip() == PHRASE
+    assert job.attempts == []
+    assert_only_loopback(job)
+    assert_ray_gone(job)
