@@ -192,7 +192,7 @@ def write_section(doc: Path, result: dict[str, Any]) -> None:
     if SECTION in text:
         start = text.index(SECTION)
         following = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[following + 1 :] if following != -1 else "")
+        text = text[:start] + section + ("\n" + text[following + 1 :] if following != -1 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     doc.write_text(text, encoding="utf-8")
