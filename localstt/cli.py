@@ -217,9 +217,7 @@ def run_job(
     from localstt.audio import probe_seconds
     from localstt.batch import transcribe_many
     from localstt.hashing import sha256_file
-    from localstt.joblog import JobEntry, JobLog
-    from localstt.logfile import report_unexpected
-    from localstt.subtitles import write_outputs
+    from localstt.joblog import JobLog, finish_recording
 
     job = JobLog(out_dir)
     revision = store.config.model(model_key).revision
@@ -266,26 +264,17 @@ def run_job(
             )
             todo = []
         for finished, result in enumerate(transcribe_many(todo, model_key, options, store), start=1):
-            written: list[Path] = []
-            failure = result.failure
             transcript = result.transcript
-            if transcript is not None:
-                try:
-                    written = write_outputs(transcript, formats, out_dir, result.path.stem)
-                except Exception as error:  # e.g. the disk is full: this file only, details to the log
-                    doing = f"transcribing {result.path} with {model_key}"
-                    failure = report_unexpected(error, doing, store.config.path)
-            job.append(
-                JobEntry(
-                    input=str(result.path),
-                    sha256=hashes[result.path],
-                    model=model_key,
-                    revision=revision,
-                    status="failed" if failure else "done",
-                    error=failure,
-                    outputs=tuple(path.name for path in written),
-                    duration_s=transcript.duration if transcript else 0.0,
-                )
+            written, failure = finish_recording(
+                job,
+                result.path,
+                hashes[result.path],
+                model_key,
+                revision,
+                transcript,
+                result.failure,
+                formats,
+                store.config.path,
             )
             if failure:
                 failures.append(f"{result.path}: {failure}")

@@ -22,7 +22,12 @@ import threading
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from localstt.transcript import Transcript
 
 logger = logging.getLogger(__name__)
 
@@ -104,3 +109,44 @@ class JobLog:
         with self.path.open("rb") as handle:
             handle.seek(-1, os.SEEK_END)
             return handle.read(1) == b"\n"
+
+
+def finish_recording(
+    job: JobLog,
+    path: Path,
+    sha256: str,
+    model: str,
+    revision: str,
+    transcript: Transcript | None,
+    failure: str,
+    formats: Sequence[str],
+    config_path: Path,
+) -> tuple[list[Path], str]:
+    """Write a recording's outputs into the job's folder (when it was transcribed), then its line.
+
+    Returns:
+        (the files written, the failure: the given one, or why the files could not be written: one
+        sentence, the details in the log file).
+    """
+    from localstt.logfile import report_unexpected
+    from localstt.subtitles import write_outputs
+
+    written: list[Path] = []
+    if transcript is not None and not failure:
+        try:
+            written = write_outputs(transcript, formats, job.out_dir, path.stem)
+        except Exception as error:  # e.g. the disk is full: this file only, the details to the log
+            failure = report_unexpected(error, f"transcribing {path} with {model}", config_path)
+    job.append(
+        JobEntry(
+            input=str(path),
+            sha256=sha256,
+            model=model,
+            revision=revision,
+            status="failed" if failure else "done",
+            error=failure,
+            outputs=tuple(p.name for p in written),
+            duration_s=transcript.duration if transcript is not None else 0.0,
+        )
+    )
+    return written, failure

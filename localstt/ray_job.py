@@ -172,8 +172,7 @@ def run_on_ray(
     """
     from localstt.config import load_config
     from localstt.hashing import sha256_file
-    from localstt.joblog import JobEntry, JobLog
-    from localstt.subtitles import write_outputs
+    from localstt.joblog import JobLog, finish_recording
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -196,28 +195,13 @@ def run_on_ray(
             path = paths[int(row["index"])]
             transcript = transcript_of(row["transcript"]) if row["transcript"] else None
             failure = str(row["error"])
-            written: list[Path] = []
-            if transcript is not None:
-                try:
-                    written = write_outputs(transcript, formats, out_dir, path.stem)
-                except OSError as error:
-                    failure = f"its files could not be written in {out_dir} ({error.strerror or error})"
             if path not in known:
                 try:
                     known[path] = sha256_file(path)
                 except OSError:
                     known[path] = ""
-            job.append(
-                JobEntry(
-                    input=str(path),
-                    sha256=known[path],
-                    model=model_key,
-                    revision=revision,
-                    status="failed" if failure else "done",
-                    error=failure,
-                    outputs=tuple(p.name for p in written),
-                    duration_s=transcript.duration if transcript else 0.0,
-                )
+            written, failure = finish_recording(
+                job, path, known[path], model_key, revision, transcript, failure, formats, config.path
             )
             result = RayResult(
                 index=int(row["index"]),
