@@ -8,16 +8,17 @@ from __future__ import annotations
 import re
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from localstt import memory
 from localstt.audio import DecodedAudio, decode_audio
 from localstt.errors import EngineError
-from localstt.models.family import Progress, SegmentsDone
+from localstt.models.family import ModelFamily, Progress, SegmentsDone
 from localstt.options import TranscribeOptions
-from localstt.store import ModelStore
+from localstt.store import LoadedModel, ModelStore
 from localstt.transcript import Segment, Transcript
 
 __all__ = [
@@ -81,45 +82,28 @@ def transcribe(
         timings["load_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
         family = loaded.family
-        try:
-            handed_on = 0
+        handed_on = 0
 
-            def hand_on(done: list[Segment]) -> None:
-                nonlocal handed_on
-                handed_on += len(done)
-                if segments_done is not None:
-                    segments_done(done)
+        def hand_on(done: list[Segment]) -> None:
+            nonlocal handed_on
+            handed_on += len(done)
+            if segments_done is not None:
+                segments_done(done)
 
-            with loaded.lock:
-                segments, notes = family.transcribe(
-                    loaded, decoded, options.of(family.options_type), report, hand_on
-                )
-            if segments_done is not None and segments[handed_on:]:
-                segments_done(segments[handed_on:])
-        except Exception as error:
-            ran_out = memory.out_of_memory(error)
-            if not ran_out:
-                raise
-            traceback.clear_frames(error.__traceback__)  # let go of the failed run's tensors
-            memory.release_memory(loaded.device)
-            raise EngineError(memory.OUT_OF_MEMORY[ran_out]) from error
+        with _out_of_memory_as_engine_error(loaded), loaded.lock:
+            segments, notes = family.transcribe(
+                loaded, decoded, options.of(family.options_type), report, hand_on
+            )
+        if segments_done is not None and segments[handed_on:]:
+            segments_done(segments[handed_on:])
         revision = loaded.spec.revision
     timings["transcribe_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - started
     if decoded.duration > 0:
         timings["rtfx"] = decoded.duration / max(timings["transcribe_s"], 1e-9)
     report(1.0, "done")
-    return Transcript(
-        text=" ".join(segment.text for segment in segments).strip(),
-        segments=segments,
-        duration=round(decoded.duration, 3),
-        model_key=model_key,
-        revision=revision,
-        timings={name: round(value, 4) for name, value in timings.items()},
-        source_name=source_name,
-        notes=notes,
-        options=options.used_by(family.options_type),
-    )
+    rounded = {name: round(value, 4) for name, value in timings.items()}
+    return _transcript(segments, notes, decoded, source_name, model_key, revision, rounded, options, family)
 
 
 def transcribe_together(
@@ -141,18 +125,10 @@ def transcribe_together(
     with store.use(model_key, progress=lambda message: report(0.0, message)) as loaded:
         family = loaded.family
         started = time.perf_counter()
-        try:
-            with loaded.lock:
-                results = family.transcribe_batch(
-                    loaded, [audio for audio, _ in recordings], options.of(family.options_type), report
-                )
-        except Exception as error:
-            ran_out = memory.out_of_memory(error)
-            if not ran_out:
-                raise
-            traceback.clear_frames(error.__traceback__)
-            memory.release_memory(loaded.device)
-            raise EngineError(memory.OUT_OF_MEMORY[ran_out]) from error
+        with _out_of_memory_as_engine_error(loaded), loaded.lock:
+            results = family.transcribe_batch(
+                loaded, [audio for audio, _ in recordings], options.of(family.options_type), report
+            )
         seconds = time.perf_counter() - started
         revision = loaded.spec.revision
     audio_s = sum(audio.duration for audio, _ in recordings)
@@ -160,19 +136,47 @@ def transcribe_together(
     if audio_s > 0:
         timings["batch_rtfx"] = round(audio_s / max(seconds, 1e-9), 4)
     return [
-        Transcript(
-            text=" ".join(segment.text for segment in segments).strip(),
-            segments=segments,
-            duration=round(audio.duration, 3),
-            model_key=model_key,
-            revision=revision,
-            timings=dict(timings),
-            source_name=name,
-            notes=notes,
-            options=options.used_by(family.options_type),
-        )
+        _transcript(segments, notes, audio, name, model_key, revision, dict(timings), options, family)
         for (audio, name), (segments, notes) in zip(recordings, results, strict=True)
     ]
+
+
+@contextmanager
+def _out_of_memory_as_engine_error(loaded: LoadedModel) -> Iterator[None]:
+    """A model run that runs out of memory becomes an EngineError saying what to do, its memory freed."""
+    try:
+        yield
+    except Exception as error:
+        ran_out = memory.out_of_memory(error)
+        if not ran_out:
+            raise
+        traceback.clear_frames(error.__traceback__)  # let go of the failed run's tensors
+        memory.release_memory(loaded.device)
+        raise EngineError(memory.OUT_OF_MEMORY[ran_out]) from error
+
+
+def _transcript(
+    segments: list[Segment],
+    notes: list[str],
+    audio: DecodedAudio,
+    source_name: str,
+    model_key: str,
+    revision: str,
+    timings: dict[str, float],
+    options: TranscribeOptions,
+    family: ModelFamily,
+) -> Transcript:
+    return Transcript(
+        text=" ".join(segment.text for segment in segments).strip(),
+        segments=segments,
+        duration=round(audio.duration, 3),
+        model_key=model_key,
+        revision=revision,
+        timings=timings,
+        source_name=source_name,
+        notes=notes,
+        options=options.used_by(family.options_type),
+    )
 
 
 def split_thinking(reply: str) -> LlmAnswer:
