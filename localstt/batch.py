@@ -59,42 +59,59 @@ def plan_batches(seconds: Sequence[float | None], batch_minutes: float) -> list[
     return batches
 
 
+def read_recording(
+    path: Path, max_seconds: float, config_path: Path | str
+) -> tuple[DecodedAudio | None, str]:
+    """(the recording decoded, "") or (None, the sentence saying why it cannot be read); an
+    unexpected error's traceback goes to the log file. Ray's decode tasks use it too."""
+    try:
+        return decode_audio(path, max_seconds), ""
+    except LocalSttError as error:  # AudioError: this recording only
+        return None, str(error) or type(error).__name__
+    except Exception as error:
+        return None, report_unexpected(error, f"reading {path}", config_path)
+
+
 def transcribe_many(
     paths: Sequence[Path],
     model_key: str,
     options: TranscribeOptions,
     store: ModelStore,
     *,
+    seconds: Sequence[float | None] | None = None,
     decode_workers: int = 2,
     progress: Progress | None = None,
 ) -> Iterator[BatchResult]:
     """Each recording's result, batch by batch as they are done (longest recordings first).
 
+    `seconds`: the recordings' lengths, when the caller has probed them already (`probe_seconds`).
+
     Raises:
         LocalSttError: one that concerns the whole run (the model is not exported or does not load).
     """
-    seconds = [probe_seconds(path) for path in paths]
-    batches = plan_batches(seconds, options.batch_minutes)
+    lengths = seconds if seconds is not None else [probe_seconds(path) for path in paths]
+    batches = plan_batches(lengths, options.batch_minutes)
     limit = options.max_audio_minutes * 60
     with ThreadPoolExecutor(max(1, decode_workers), thread_name_prefix="decode") as pool:
 
-        def decode_batch(batch: list[int]) -> list[tuple[int, Future[DecodedAudio]]]:
-            return [(index, pool.submit(decode_audio, paths[index], limit)) for index in batch]
+        def decode_batch(batch: list[int]) -> list[tuple[int, Future[tuple[DecodedAudio | None, str]]]]:
+            return [
+                (index, pool.submit(read_recording, paths[index], limit, store.config.path))
+                for index in batch
+            ]
 
         upcoming = decode_batch(batches[0]) if batches else []
         done = 0
-        for number, _ in enumerate(batches):
+        for number in range(len(batches)):
             current = upcoming
             upcoming = decode_batch(batches[number + 1]) if number + 1 < len(batches) else []
             decoded: list[tuple[int, DecodedAudio]] = []
             for index, future in current:
-                try:
-                    decoded.append((index, future.result()))
-                except LocalSttError as error:  # AudioError: this recording only
-                    yield BatchResult(index, paths[index], failure=str(error))
-                except Exception as error:
-                    sentence = report_unexpected(error, f"reading {paths[index]}", store.config.path)
-                    yield BatchResult(index, paths[index], failure=sentence)
+                audio, failure = future.result()
+                if audio is None:
+                    yield BatchResult(index, paths[index], failure=failure)
+                else:
+                    decoded.append((index, audio))
             yield from transcribe_decoded(decoded, paths, model_key, options, store, progress)
             done += len(current)
             if progress is not None:

@@ -34,6 +34,7 @@ from localstt.joblog import JOB_FILE
 if TYPE_CHECKING:
     from localstt.options import TranscribeOptions
     from localstt.store import ModelStore
+    from localstt.transcript import Transcript
 
 AUDIO_SUFFIXES = {
     ".wav",
@@ -233,22 +234,31 @@ def run_job(
         todo.append(path)
     if len(todo) < len(files):
         print(f"{len(files) - len(todo)} of {len(files)} already done in {job.path}; doing the rest.")
-    hours = sum(probe_seconds(path) or 0.0 for path in todo) / 3600
+    seconds = [probe_seconds(path) for path in todo]
+    hours = sum(length or 0.0 for length in seconds) / 3600
     failures: list[str] = []
     bar_format = (
         "{desc}: {percentage:3.0f}%|{bar}| {n:.2f}/{total:.2f} h of audio [{elapsed}<{remaining}]{postfix}"
     )
     with tqdm(total=round(hours, 4), desc="transcribing", bar_format=bar_format) as bar:
+        finished = 0
+
+        def report(path: Path, transcript: Transcript | None, failure: str, written: Sequence[Path]) -> None:
+            """One recording is done: its files and its job.jsonl line are written."""
+            nonlocal finished
+            finished += 1
+            if failure:
+                failures.append(f"{path}: {failure}")
+            elif transcript is not None:
+                tqdm.write(f"{path}: {transcript.duration:.1f} s -> {', '.join(map(str, written))}")
+                bar.update(min(float(bar.total or 0) - bar.n, transcript.duration / 3600))
+            bar.set_postfix_str(f"{finished}/{len(todo)} files")
+
         if ray is not None:
             from localstt.ray_job import RayResult, run_on_ray
 
             def done_on_ray(result: RayResult) -> None:
-                if result.failure:
-                    failures.append(f"{result.path}: {result.failure}")
-                elif result.transcript is not None:
-                    made = ", ".join(map(str, result.outputs))
-                    tqdm.write(f"{result.path}: {result.transcript.duration:.1f} s -> {made}")
-                    bar.update(min(float(bar.total or 0) - bar.n, result.transcript.duration / 3600))
+                report(result.path, result.transcript, result.failure, result.outputs)
 
             run_on_ray(
                 todo,
@@ -262,26 +272,20 @@ def run_job(
                 hashes=hashes,
                 progress=done_on_ray,
             )
-            todo = []
-        for finished, result in enumerate(transcribe_many(todo, model_key, options, store), start=1):
-            transcript = result.transcript
-            written, failure = finish_recording(
-                job,
-                result.path,
-                hashes[result.path],
-                model_key,
-                revision,
-                transcript,
-                result.failure,
-                formats,
-                store.config.path,
-            )
-            if failure:
-                failures.append(f"{result.path}: {failure}")
-            elif transcript is not None:
-                tqdm.write(f"{result.path}: {transcript.duration:.1f} s -> {', '.join(map(str, written))}")
-                bar.update(min(float(bar.total or 0) - bar.n, transcript.duration / 3600))
-            bar.set_postfix_str(f"{finished}/{len(todo)} files")
+        else:
+            for result in transcribe_many(todo, model_key, options, store, seconds=seconds):
+                written, failure = finish_recording(
+                    job,
+                    result.path,
+                    hashes[result.path],
+                    model_key,
+                    revision,
+                    result.transcript,
+                    result.failure,
+                    formats,
+                    store.config.path,
+                )
+                report(result.path, result.transcript, failure, written)
     for line in failures:
         print(f"failed: {line}", file=sys.stderr)
     return 1 if failures else 0

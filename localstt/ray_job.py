@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from localstt import errors
-from localstt.audio import DecodedAudio, decode_audio
+from localstt.audio import DecodedAudio
 from localstt.errors import LocalSttError
 from localstt.logfile import report_unexpected
 from localstt.options import TranscribeOptions
@@ -331,13 +331,10 @@ def decode_row(row: dict[str, Any], max_seconds: float, config_path: str) -> dic
         "decoder": "",
         "error": "",
     }
-    try:
-        audio = decode_audio(path, max_seconds)
-    except LocalSttError as error:  # AudioError: this recording only
-        out["error"] = str(error) or type(error).__name__
-    except Exception as error:
-        out["error"] = report_unexpected(error, f"reading {path}", config_path)
-    else:
+    from localstt.batch import read_recording
+
+    audio, out["error"] = read_recording(path, max_seconds, config_path)
+    if audio is not None:
         out.update(
             samples=np.ascontiguousarray(audio.samples, dtype=np.float32).tobytes(),
             duration=audio.duration,
