@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import socket
 import statistics
@@ -29,6 +27,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO / "tests"), str(REPO), str(HERE)]
+
+from report import machine_name, replace_section, section_text  # noqa: E402
 
 from localstt.compat import tarfile_with_extraction_filters  # noqa: E402
 
@@ -146,9 +146,7 @@ def main() -> None:
         "median_s": medians,
         "ratio": ratio,
         "same_text": texts["engine"] == texts["api"],
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
-        if loaded.device == "cpu"
-        else torch.cuda.get_device_name(),
+        "machine": machine_name(loaded.device),
     }
     print(json.dumps(result, indent=2))
     (workdir / "result.json").write_text(json.dumps(result, indent=2))
@@ -157,8 +155,8 @@ def main() -> None:
 
 def write_section(doc: Path, result: dict[str, Any]) -> None:
     """Replace (or add) this benchmark's part of docs/benchmarks.md; one row per model size."""
-    text = doc.read_text(encoding="utf-8")
-    rows = dict(re.findall(r"(?m)^\| (tiny|full) Parakeet (.*)$", text)) if SECTION in text else {}
+    old = section_text(doc.read_text(encoding="utf-8"), SECTION)
+    rows = dict(re.findall(r"(?m)^\| (tiny|full) Parakeet (.*)$", old))
     medians = result["median_s"]
     pairs = zip(result["seconds"]["engine"], result["seconds"]["api"], strict=True)
     rows[result["model"]] = " | ".join(
@@ -189,13 +187,7 @@ def write_section(doc: Path, result: dict[str, Any]) -> None:
             "",
         ]
     )
-    if SECTION in text:
-        start = text.index(SECTION)
-        following = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("\n" + text[following + 1 :] if following != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    doc.write_text(text, encoding="utf-8")
+    replace_section(doc, SECTION, section)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
+from pathlib import Path
 from typing import Any
 
 GB = 1000**3
@@ -187,3 +190,35 @@ def targets_table(results: dict[str, Any]) -> list[str]:
 
 def console_table(results: dict[str, Any]) -> str:
     return "\n".join([*load_table(results["time_to_ready"]), "", *targets_table(results)])
+
+
+def machine_name(device: str) -> str:
+    """The machine a benchmark ran on: the GPU's name, or the CPU's architecture and cores."""
+    if device == "cuda":
+        import torch
+
+        return str(torch.cuda.get_device_name())
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
+
+
+def section_text(text: str, heading: str) -> str:
+    """The part of a markdown document from `heading` (a "## " line) to the next "## " heading."""
+    if heading not in text:
+        return ""
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    return text[start:] if end == -1 else text[start : end + 1]
+
+
+def replace_section(doc: Path, heading: str, section: str) -> None:
+    """Put `section` (starting with `heading`) where that section of `doc` is, or at its end."""
+    text = doc.read_text(encoding="utf-8")
+    old = section_text(text, heading)
+    new = section.rstrip("\n") + "\n"
+    if old:
+        start = text.index(old)
+        rest = text[start + len(old) :]
+        text = text[:start] + new + ("\n" + rest if rest else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + new
+    doc.write_text(text, encoding="utf-8")

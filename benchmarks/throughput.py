@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -37,6 +36,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO / "tests"), str(REPO), str(HERE)]
+
+from report import machine_name, replace_section, section_text  # noqa: E402
 
 from localstt.compat import tarfile_with_extraction_filters  # noqa: E402
 
@@ -184,9 +185,7 @@ def main() -> None:
         },
         "same_text": all(t == texts["one_by_one"] for t in texts.values()),
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
-        if loaded.device == "cpu"
-        else torch.cuda.get_device_name(),
+        "machine": machine_name(loaded.device),
     }
     print(json.dumps(result, indent=2))
     (workdir / "result.json").write_text(json.dumps(result, indent=2))
@@ -195,10 +194,7 @@ def main() -> None:
 
 def write_section(doc: Path, result: dict[str, Any]) -> None:
     """Replace (or add) this benchmark's part of docs/benchmarks.md; one table per model size."""
-    text = doc.read_text(encoding="utf-8")
-    old = text[text.index(SECTION) :] if SECTION in text else ""
-    following = old.find("\n## ", len(SECTION))
-    old = old[:following] if following != -1 else old
+    old = section_text(doc.read_text(encoding="utf-8"), SECTION)
     blocks = {
         m[1]: m[0].rstrip("\n") + "\n"
         for m in re.finditer(r"(?ms)^### (tiny|full) Parakeet.*?(?=^### |\Z)", old)
@@ -257,13 +253,7 @@ def write_section(doc: Path, result: dict[str, Any]) -> None:
             *(blocks[size] for size in ("tiny", "full") if size in blocks),
         ]
     )
-    if SECTION in text:
-        start = text.index(SECTION)
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[end:] if end != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    doc.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    replace_section(doc, SECTION, section)
 
 
 if __name__ == "__main__":
