@@ -6,54 +6,33 @@ renumbered in order of first appearance (the first voice heard is speaker 0, sho
 "Speaker 1"). ``assign_speakers`` then gives each word the speaker whose turns overlap it most
 (as WhisperX's ``assign_word_speakers`` does; with ``fill_nearest`` a word in a gap takes the
 nearest turn) and splits segments where the speaker changes. A segment without words (e.g. a
-Canary-Qwen window) gets its dominant speaker as a whole.
+Canary-Qwen window) gets its dominant speaker as a whole. ``label_speakers`` does both and
+numbers the speakers in the order the transcript first shows them.
 
-The transcript types are not changed here: each result is a ``SpeakerSegment``, a ``Segment``
-with its speaker and its words' speakers alongside, so that folding an optional ``speaker``
-field into ``Word`` and ``Segment`` later only needs ``SpeakerSegment.segment`` rebuilt with it.
 Speakers are ints from 0; ``None`` means no speaker could be given.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from localstt.transcript import Segment, Word
+from localstt.transcript import Segment, SpeakerTurn, Word, display_names, speaker_label
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "SpeakerSegment",
     "SpeakerTurn",
     "assign_speakers",
     "dominant_speaker",
+    "label_speakers",
     "parse_names",
     "parse_turns",
+    "display_names",
     "speaker_label",
-    "speaker_names",
     "speakers_in_order",
 ]
-
-
-@dataclass(frozen=True)
-class SpeakerTurn:
-    """One stretch of time (s) in which ``speaker`` talks."""
-
-    start: float
-    end: float
-    speaker: int
-
-
-@dataclass(frozen=True)
-class SpeakerSegment:
-    """A segment of one speaker (``None``: none known), and the speaker of each of its words
-    (parallel to ``segment.words``)."""
-
-    segment: Segment
-    speaker: int | None
-    word_speakers: tuple[int | None, ...] = ()
 
 
 def parse_turns(lines: Sequence[str]) -> list[SpeakerTurn]:
@@ -120,76 +99,84 @@ def dominant_speaker(
 
 def assign_speakers(
     segments: Sequence[Segment], turns: Sequence[SpeakerTurn], fill_nearest: bool = True
-) -> list[SpeakerSegment]:
+) -> list[Segment]:
     """Each word gets ``dominant_speaker`` of its span; segments split where the speaker changes.
 
     A split part's text is its words joined by spaces, its start and end those of its words; a
-    segment that is not split is kept as it is. A word without a speaker (``fill_nearest=False``,
-    in a gap) does not split a segment: it stays with the words before it (or, at the start,
-    after it). A segment without words gets its dominant speaker as a whole.
+    segment that is not split keeps its text and times. A word without a speaker
+    (``fill_nearest=False``, in a gap) does not split a segment: it stays with the words before it
+    (or, at the start, after it). A segment without words gets its dominant speaker as a whole.
     """
-    out: list[SpeakerSegment] = []
+    out: list[Segment] = []
     for segment in segments:
         if not segment.words:
-            out.append(
-                SpeakerSegment(segment, dominant_speaker(segment.start, segment.end, turns, fill_nearest))
-            )
+            speaker = dominant_speaker(segment.start, segment.end, turns, fill_nearest)
+            out.append(dataclasses.replace(segment, speaker=speaker))
             continue
-        word_speakers = [dominant_speaker(w.start, w.end, turns, fill_nearest) for w in segment.words]
-        runs = _runs(segment.words, word_speakers)
+        words = [
+            dataclasses.replace(w, speaker=dominant_speaker(w.start, w.end, turns, fill_nearest))
+            for w in segment.words
+        ]
+        runs = _runs(words)
         if len(runs) == 1:
-            out.append(SpeakerSegment(segment, runs[0][0], tuple(word_speakers)))
+            out.append(dataclasses.replace(segment, words=tuple(words), speaker=runs[0][0]))
             continue
-        for speaker, words, speakers in runs:
-            text = " ".join(w.text for w in words)
-            part = Segment(start=words[0].start, end=words[-1].end, text=text, words=tuple(words))
-            out.append(SpeakerSegment(part, speaker, tuple(speakers)))
+        for speaker, part in runs:
+            text = " ".join(w.text for w in part)
+            out.append(Segment(part[0].start, part[-1].end, text, tuple(part), speaker))
     return out
 
 
-def _runs(
-    words: Sequence[Word], speakers: Sequence[int | None]
-) -> list[tuple[int | None, list[Word], list[int | None]]]:
-    """Consecutive words of one speaker: (speaker, words, their speakers), words without a
-    speaker joined to the run they are in."""
-    runs: list[tuple[int | None, list[Word], list[int | None]]] = []
-    for word, speaker in zip(words, speakers, strict=True):
-        if runs and (speaker is None or speaker == runs[-1][0]):
+def _runs(words: Sequence[Word]) -> list[tuple[int | None, list[Word]]]:
+    """Consecutive words of one speaker: (speaker, words), words without a speaker joined to the
+    run they are in."""
+    runs: list[tuple[int | None, list[Word]]] = []
+    for word in words:
+        if runs and (word.speaker is None or word.speaker == runs[-1][0]):
             runs[-1][1].append(word)
-            runs[-1][2].append(speaker)
         elif runs and runs[-1][0] is None:
             # only speakerless words so far: they open the first speaker's run
-            runs[-1] = (speaker, [*runs[-1][1], word], [*runs[-1][2], speaker])
+            runs[-1] = (word.speaker, [*runs[-1][1], word])
         else:
-            runs.append((speaker, [word], [speaker]))
+            runs.append((word.speaker, [word]))
     return runs
 
 
-def speakers_in_order(segments: Sequence[SpeakerSegment]) -> list[int]:
-    """The speakers of ``segments`` in order of first appearance."""
+def speakers_in_order(segments: Sequence[Segment]) -> list[int]:
+    """The speakers of ``segments`` (and of their words) in order of first appearance."""
     order: list[int] = []
-    for part in segments:
-        for speaker in (part.speaker, *part.word_speakers):
+    for segment in segments:
+        for speaker in (segment.speaker, *(w.speaker for w in segment.words)):
             if speaker is not None and speaker not in order:
                 order.append(speaker)
     return order
 
 
+def label_speakers(
+    segments: Sequence[Segment], turns: Sequence[SpeakerTurn], fill_nearest: bool = True
+) -> tuple[list[Segment], list[SpeakerTurn], int]:
+    """(segments with speakers, the turns, how many speakers), every speaker renumbered in the
+    order the segments first show them (speakers heard only where no word is come after)."""
+    assigned = assign_speakers(segments, turns, fill_nearest)
+    order = speakers_in_order(assigned)
+    order += [t.speaker for t in sorted(turns, key=lambda t: t.start) if t.speaker not in order]
+    order = list(dict.fromkeys(order))
+    new = {old: index for index, old in enumerate(order)}
+
+    def renumber(speaker: int | None) -> int | None:
+        return None if speaker is None else new[speaker]
+
+    relabelled = [
+        dataclasses.replace(
+            s,
+            speaker=renumber(s.speaker),
+            words=tuple(dataclasses.replace(w, speaker=renumber(w.speaker)) for w in s.words),
+        )
+        for s in assigned
+    ]
+    return relabelled, [SpeakerTurn(t.start, t.end, new[t.speaker]) for t in turns], len(order)
+
+
 def parse_names(text: str) -> list[str]:
     """ "Ana, Ben" -> ["Ana", "Ben"]; an empty place ("Ana,,Cy") stays "" (a default name)."""
     return [] if not text.strip() else [name.strip() for name in text.split(",")]
-
-
-def speaker_names(order_of_first_appearance: Sequence[int], names: Sequence[str]) -> dict[int, str]:
-    """Display names: the n-th speaker to appear takes ``names[n]``, the others (and blank names)
-    "Speaker n+1". Names beyond the speakers are ignored."""
-    out: dict[int, str] = {}
-    for i, speaker in enumerate(order_of_first_appearance):
-        name = names[i].strip() if i < len(names) else ""
-        out[speaker] = name or speaker_label(i)
-    return out
-
-
-def speaker_label(index: int) -> str:
-    """The default name of the speaker who appears ``index``-th (from 0): "Speaker 1", ..."""
-    return f"Speaker {index + 1}"

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from localstt.speakers import (
-    SpeakerSegment,
     SpeakerTurn,
     assign_speakers,
     dominant_speaker,
+    label_speakers,
     parse_names,
     parse_turns,
-    speaker_names,
     speakers_in_order,
 )
-from localstt.transcript import Segment, Word
+from localstt.transcript import Segment, Transcript, Word, display_names
 
 
 def seg(*words: tuple[str, float, float]) -> Segment:
@@ -26,8 +27,22 @@ def T(start: float, end: float, speaker: int) -> SpeakerTurn:
     return SpeakerTurn(start, end, speaker)
 
 
-def summary(parts: list[SpeakerSegment]) -> list[tuple[int | None, float, float, str]]:
-    return [(p.speaker, p.segment.start, p.segment.end, p.segment.text) for p in parts]
+def summary(parts: list[Segment]) -> list[tuple[int | None, float, float, str]]:
+    return [(p.speaker, p.start, p.end, p.text) for p in parts]
+
+
+def word_speakers(part: Segment) -> tuple[int | None, ...]:
+    return tuple(w.speaker for w in part.words)
+
+
+def with_speakers(segment: Segment, speaker: int | None, words: tuple[int | None, ...] = ()) -> Segment:
+    """`segment` as assign_speakers should give it back: its speaker, and each word's."""
+    spoken = tuple(dataclasses.replace(w, speaker=k) for w, k in zip(segment.words, words, strict=True))
+    return dataclasses.replace(segment, speaker=speaker, words=spoken)
+
+
+def unlabelled(words: tuple[Word, ...]) -> tuple[Word, ...]:
+    return tuple(dataclasses.replace(w, speaker=None) for w in words)
 
 
 # ------------------------------------------------------------------ parse_turns
@@ -73,9 +88,9 @@ def test_word_straddling_a_boundary_goes_to_the_larger_overlap():
     # "big" is 0.8-1.4: 0.2 s in speaker 0, 0.4 s in speaker 1; "ox" 0.9-1.05: 0.1 vs 0.05
     s = seg(("a", 0.1, 0.5), ("ox", 0.9, 1.05), ("big", 1.1 - 0.3, 1.4), ("dog", 1.5, 2.0))
     out = assign_speakers([s], turns)
-    assert [p.word_speakers for p in out] == [(0, 0), (1, 1)]
+    assert [word_speakers(p) for p in out] == [(0, 0), (1, 1)]
     assert summary(out) == [(0, 0.1, 1.05, "a ox"), (1, 0.8, 2.0, "big dog")]
-    assert out[0].segment.words == s.words[:2] and out[1].segment.words == s.words[2:]
+    assert unlabelled(out[0].words) == s.words[:2] and unlabelled(out[1].words) == s.words[2:]
 
 
 def test_overlap_is_summed_over_a_speakers_turns():
@@ -92,7 +107,7 @@ def test_word_in_a_gap_takes_the_nearest_turn():
     s = seg(("one", 0.2, 0.8), ("um", 1.2, 1.4), ("er", 2.5, 2.8), ("two", 3.1, 3.5))
     out = assign_speakers([s], turns)
     # "um" is 0.2 s after speaker 0's turn, "er" 0.2 s before speaker 1's
-    assert [p.word_speakers for p in out] == [(0, 0), (1, 1)]
+    assert [word_speakers(p) for p in out] == [(0, 0), (1, 1)]
     assert summary(out) == [(0, 0.2, 1.4, "one um"), (1, 2.5, 3.5, "er two")]
     # exactly halfway: the earlier turn
     assert dominant_speaker(1.9, 2.1, turns) == 0
@@ -102,13 +117,13 @@ def test_word_in_a_gap_without_fill_nearest_has_no_speaker_and_splits_nothing():
     turns = [T(0.0, 1.0, 0), T(3.0, 4.0, 1)]
     s = seg(("one", 0.2, 0.8), ("um", 1.2, 1.4), ("er", 2.5, 2.8), ("two", 3.1, 3.5))
     out = assign_speakers([s], turns, fill_nearest=False)
-    assert [p.word_speakers for p in out] == [(0, None, None), (1,)]
+    assert [word_speakers(p) for p in out] == [(0, None, None), (1,)]
     assert summary(out) == [(0, 0.2, 2.8, "one um er"), (1, 3.1, 3.5, "two")]
     # speakerless words at the start join the first speaker's run
     s2 = seg(("so", 1.2, 1.4), ("two", 3.1, 3.5))
-    assert assign_speakers([s2], turns, fill_nearest=False) == [SpeakerSegment(s2, 1, (None, 1))]
+    assert assign_speakers([s2], turns, fill_nearest=False) == [with_speakers(s2, 1, (None, 1))]
     # no turns at all
-    assert assign_speakers([s2], [], fill_nearest=True) == [SpeakerSegment(s2, None, (None, None))]
+    assert assign_speakers([s2], [], fill_nearest=True) == [with_speakers(s2, None, (None, None))]
 
 
 def test_zero_length_word_inside_a_turn_takes_it_even_without_fill_nearest():
@@ -126,8 +141,8 @@ def test_single_speaker_splits_nothing():
     ]
     out = assign_speakers(segments, turns)
     # the segments are kept as they are (text, times, words)
-    assert out == [SpeakerSegment(segments[0], 0, (0, 0)), SpeakerSegment(segments[1], 0, (0, 0))]
-    assert out[0].segment is segments[0]
+    assert out == [with_speakers(segments[0], 0, (0, 0)), with_speakers(segments[1], 0, (0, 0))]
+    assert out[0].text == "Hello, there." and out[0].start == 0.1
 
 
 def test_four_speakers():
@@ -158,12 +173,12 @@ def test_four_speakers():
         (0, 4.2, 4.8, "w5"),
     ]
     assert speakers_in_order(out) == [0, 1, 2, 3]
-    assert speaker_names(speakers_in_order(out), ["Ana", "Ben"]) == {
-        0: "Ana",
-        1: "Ben",
-        2: "Speaker 3",
-        3: "Speaker 4",
-    }
+    assert display_names(len(speakers_in_order(out)), ["Ana", "Ben"]) == [
+        "Ana",
+        "Ben",
+        "Speaker 3",
+        "Speaker 4",
+    ]
 
 
 def test_turns_that_start_before_the_first_word():
@@ -191,34 +206,67 @@ def test_segment_without_words_gets_its_dominant_speaker():
         Segment(13.0, 16.0, "In a gap."),  # nearest turn: speaker 0's ending at 11 s (not 2's at 30 s)
     ]
     out = assign_speakers(windows, turns)
-    assert out == [
-        SpeakerSegment(windows[0], 0),
-        SpeakerSegment(windows[1], 1),
-        SpeakerSegment(windows[2], 0),
-    ]
-    assert assign_speakers(windows[2:], turns, fill_nearest=False) == [SpeakerSegment(windows[2], None)]
+    assert out == [with_speakers(windows[0], 0), with_speakers(windows[1], 1), with_speakers(windows[2], 0)]
+    assert assign_speakers(windows[2:], turns, fill_nearest=False) == [with_speakers(windows[2], None)]
 
 
 # ------------------------------------------------------------------ names
 
 
-def test_speaker_names_in_order_of_first_appearance():
-    assert speaker_names([0, 1, 2], ["Ana", "Ben"]) == {0: "Ana", 1: "Ben", 2: "Speaker 3"}
-    # the n-th to appear takes the n-th name, whatever its number
-    assert speaker_names([1, 0], ["Ana", "Ben"]) == {1: "Ana", 0: "Ben"}
-    assert speaker_names([0, 1], []) == {0: "Speaker 1", 1: "Speaker 2"}
+def test_display_names_in_order_of_first_appearance():
+    assert display_names(3, ["Ana", "Ben"]) == ["Ana", "Ben", "Speaker 3"]
+    assert display_names(2, []) == ["Speaker 1", "Speaker 2"]
     # blank names keep the default; extra names are ignored
-    assert speaker_names([0, 1, 2], ["", " Ben ", "Cy", "Dee"]) == {0: "Speaker 1", 1: "Ben", 2: "Cy"}
-    assert speaker_names([], ["Ana"]) == {}
+    assert display_names(3, ["", " Ben ", "Cy", "Dee"]) == ["Speaker 1", "Ben", "Cy"]
+    assert display_names(0, ["Ana"]) == []
+
+
+def test_label_speakers_numbers_them_as_the_transcript_first_shows_them():
+    # the diarizer heard speaker 0 first (a cough before any word), but speaker 1 speaks the first word
+    turns = [T(0.0, 0.5, 0), T(1.0, 2.0, 1), T(2.0, 3.0, 0), T(5.0, 6.0, 2)]
+    segments = [seg(("hi", 1.2, 1.6), ("there", 2.2, 2.6))]
+    out, renumbered, count = label_speakers(segments, turns)
+    assert summary(out) == [(0, 1.2, 1.6, "hi"), (1, 2.2, 2.6, "there")]
+    assert [word_speakers(p) for p in out] == [(0,), (1,)]
+    # speaker 2 speaks no word: numbered last
+    assert renumbered == [T(0.0, 0.5, 1), T(1.0, 2.0, 0), T(2.0, 3.0, 1), T(5.0, 6.0, 2)]
+    assert count == 3
+    assert label_speakers(segments, []) == (
+        [with_speakers(segments[0], None, (None, None))],
+        [],
+        0,
+    )
+
+
+def test_transcript_json_names_the_speakers_and_reads_back():
+    out, turns, count = label_speakers([seg(("a", 0.1, 0.5), ("b", 1.2, 1.6))], [T(0, 1, 0), T(1, 2, 1)])
+    named = Transcript(
+        "a b",
+        out,
+        2.0,
+        "parakeet",
+        "r" * 40,
+        speaker_turns=turns,
+        speaker_names=display_names(count, ["Ana"]),
+    )
+    assert named.speaker_names == ["Ana", "Speaker 2"]
+    data = named.to_dict()
+    assert data["speakers"] == ["Ana", "Speaker 2"]
+    assert [s["speaker"] for s in data["segments"]] == ["Ana", "Speaker 2"]
+    assert [w["speaker"] for s in data["segments"] for w in s["words"]] == ["Ana", "Speaker 2"]
+    assert data["speaker_turns"] == [
+        {"start": 0, "end": 1, "speaker": "Ana"},
+        {"start": 1, "end": 2, "speaker": "Speaker 2"},
+    ]
+    assert Transcript.from_dict(data) == named
+    # without speakers: none of the speaker keys
+    plain = Transcript("a", [seg(("a", 0.1, 0.5))], 1.0, "parakeet", "r" * 40)
+    assert not {"speakers", "speaker_turns"} & set(plain.to_dict())
+    assert "speaker" not in plain.to_dict()["segments"][0]
 
 
 def test_parse_names():
     assert parse_names("Ana,Ben") == ["Ana", "Ben"]
     assert parse_names(" Ana , Ben Smith ,, Cy ") == ["Ana", "Ben Smith", "", "Cy"]
     assert parse_names("  ") == []
-    assert speaker_names([0, 1, 2, 3], parse_names("Ana,,Cy")) == {
-        0: "Ana",
-        1: "Speaker 2",
-        2: "Cy",
-        3: "Speaker 4",
-    }
+    assert display_names(4, parse_names("Ana,,Cy")) == ["Ana", "Speaker 2", "Cy", "Speaker 4"]
