@@ -90,6 +90,16 @@ class AppConfig:
     def max_audio_minutes(self) -> float:
         return self.transcription.max_audio_minutes
 
+    @property
+    def transcribers(self) -> dict[str, ModelSpec]:
+        """The transcription models (every model but a diarizer), in config.toml's order."""
+        return {key: spec for key, spec in self.models.items() if family_for(spec.kind).transcribes}
+
+    @property
+    def diarizer(self) -> str | None:
+        """The key of the first speaker diarizer in config.toml, if there is one."""
+        return next((key for key, spec in self.models.items() if family_for(spec.kind).diarizes), None)
+
     def model(self, key: str) -> ModelSpec:
         try:
             return self.models[key]
@@ -159,9 +169,9 @@ def _model_spec(key: str, table: dict[str, Any], path: Path) -> ModelSpec:
 def _preload(
     app: dict[str, Any], models: dict[str, ModelSpec], keep_all_loaded: bool, path: Path
 ) -> tuple[str, ...]:
-    """[app] preload: the models to load at start; absent means the first model, [] none."""
+    """[app] preload: the models to load at start; absent means the first transcription model, [] none."""
     if "preload" not in app:
-        return tuple(list(models)[:1])
+        return tuple(key for key, spec in models.items() if family_for(spec.kind).transcribes)[:1]
     value = app["preload"]
     if not isinstance(value, list) or not all(isinstance(key, str) for key in value):
         raise ConfigError(
@@ -174,10 +184,11 @@ def _preload(
             raise ConfigError(
                 f"[app] preload in {path} names '{key}', which is not a model there; use one of: {known}."
             )
-    if len(keys) > 1 and not keep_all_loaded:
+    transcribers = [key for key in keys if family_for(models[key].kind).transcribes]
+    if len(transcribers) > 1 and not keep_all_loaded:
         raise ConfigError(
-            f"[app] preload in {path} lists {len(keys)} models but keep_all_loaded = false keeps only one "
-            "loaded; list one, or set keep_all_loaded = true."
+            f"[app] preload in {path} lists {len(transcribers)} transcription models but keep_all_loaded = "
+            "false keeps only one loaded; list one, or set keep_all_loaded = true."
         )
     return keys
 

@@ -10,9 +10,9 @@ comes while a model loads waits for that load (`progress` says so) and never sta
 when the load it waited for failed, it gets the same error. `warm_up` loads in the background.
 
 A model in use is never unloaded under its user. With `keep_all_loaded = false` in config.toml only
-one model stays loaded: loading another waits until every other thread's use of the old one has
-ended, then drops it (a thread that itself still uses the old one does not wait: the old one is
-dropped from the store and freed when that use ends).
+one transcription model stays loaded (a speaker diarizer stays beside it): loading another waits
+until every other thread's use of the old one has ended, then drops it (a thread that itself still
+uses the old one does not wait: the old one is dropped from the store and freed when that use ends).
 
 This module imports localstt.offline first: a process that loads models never reaches a hub.
 """
@@ -229,11 +229,14 @@ class ModelStore:
         return keys
 
     def _make_room(self, key: str) -> None:
-        """With keep_all_loaded = false: drop every other model, once no other thread uses it."""
-        if self.config.runtime.keep_all_loaded:
+        """With keep_all_loaded = false: drop every other transcription model, once no other thread
+        uses it. A diarizer is loaded beside the transcription model and drops nothing."""
+        if self.config.runtime.keep_all_loaded or not family_for(self.config.model(key).kind).transcribes:
             return
         while True:
-            others = [loaded for other, loaded in self._loaded.items() if other != key]
+            others = [
+                loaded for other, loaded in self._loaded.items() if other != key and loaded.family.transcribes
+            ]
             mine = any(count > 0 for count in self._held_keys().values())
             # A thread that holds a model never waits (two such threads would wait on each other).
             if mine or not any(loaded.users for loaded in others):

@@ -22,8 +22,10 @@ gives the same model, only slower.
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -32,12 +34,21 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localstt.environment import fast_load_problem
-from localstt.errors import FastPathUnavailable, LoadError
+from localstt.errors import FastPathUnavailable, HubError, LoadError
 from localstt.hashing import sha256_file
 from localstt.portability import move_folder
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
+    from localstt.config import ModelSpec
+    from localstt.hub import RemoteFile
+    from localstt.manifest import Manifest
+
+logger = logging.getLogger(__name__)
 
 WEIGHTS_MEMBER = "model_weights.ckpt"
 UNPACKED_PREFIX = ".unpacked-"
@@ -283,3 +294,55 @@ def connector(layout: NemoLayout, folder: Path, fast: bool) -> Any:
                 instance._set_model_restore_state(is_being_restored=False)
 
     return InPlaceNemoConnector()
+
+
+def plan_one_nemo(api: HfApi, spec: ModelSpec) -> list[RemoteFile]:
+    """The export of a repo that publishes its model as one top-level `.nemo` file (Parakeet,
+    Sortformer): that file, unchanged. HubError when there is not exactly one."""
+    from localstt.hub import list_files
+
+    files = list_files(api, spec.repo, spec.revision, {"*.nemo": "{name}"})
+    nemo_files = [f for f in files if "/" not in f.path]
+    if len(nemo_files) != 1:
+        raise HubError(
+            f"{spec.repo}@{spec.short_revision} should hold one .nemo file; found {len(nemo_files)}."
+        )
+    return nemo_files
+
+
+def load_nemo(
+    export_dir: Path, manifest: Manifest, device: str, model_class: str, mapped: bool = True
+) -> tuple[Any, str]:
+    """The export's .nemo read in place as `nemo.collections.asr.models.<model_class>`, in eval mode
+    on `device` with float32 weights: (model, "mapped" or "plain"). `mapped=False`: the plain load
+    only, for a class that cannot be built on the meta device."""
+    record = next(r for r in manifest.files if r.path.endswith(".nemo"))
+    layout = read_layout(export_dir / record.path)  # refuses links, absolute paths and ".."
+    problem = fast_path_problem(layout) if mapped else None
+    with unpacked_folder(layout, record.sha256) as folder:
+        if not mapped:
+            return _restore(layout, folder, False, device, model_class), "plain"
+        if problem is None:
+            try:
+                return _restore(layout, folder, True, device, model_class), "mapped"
+            except LoadError:
+                raise
+            except Exception as error:  # internals moved: the plain load gives the same model
+                problem = f"{type(error).__name__}: {error}"
+                gc.collect()
+        logger.warning("note: reading %s into memory (%s)", layout.path.name, problem)
+        return _restore(layout, folder, False, device, model_class), "plain"
+
+
+def _restore(layout: NemoLayout, folder: Path, fast: bool, device: str, model_class: str) -> Any:
+    import nemo.collections.asr.models as nemo_models
+    from nemo.utils import logging as nemo_logging
+
+    nemo_logging.setLevel(nemo_logging.ERROR)
+    model = getattr(nemo_models, model_class).restore_from(
+        str(layout.path), map_location=device, save_restore_connector=connector(layout, folder, fast)
+    )
+    if device != "cpu":
+        model = model.to(device)
+    # Weights stay float32; the engine runs inference under autocast in `dtype` on a GPU.
+    return model.eval()

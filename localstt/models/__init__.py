@@ -2,6 +2,7 @@
 
 * parakeet.py     `kind = "nemo-asr"`: Parakeet-TDT (a `.nemo` archive)
 * canary_qwen.py  `kind = "salm"`: Canary-Qwen (NeMo's speech-LLM, a folder of safetensors)
+* sortformer.py   `kind = "sortformer"`: Sortformer, the speaker diarizer (a `.nemo` archive)
 
 family.py says what a family provides. A new family is one more module here, imported below.
 """
@@ -14,6 +15,7 @@ from localstt.models.family import ModelFamily, families, family_for, register, 
 # isort: off
 from localstt.models import parakeet
 from localstt.models import canary_qwen  # noqa: F401
+from localstt.models import sortformer  # noqa: F401
 # isort: on
 
 DEFAULT_KIND = parakeet.PARAKEET.kind  # a [models.*] table without `kind`

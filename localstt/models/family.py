@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from localstt.manifest import Manifest
     from localstt.precision import Precision
     from localstt.store import LoadedModel
-    from localstt.transcript import Segment
+    from localstt.transcript import Segment, SpeakerTurn
 
 Progress = Callable[[float, str], None]
 # Called with segments as soon as they are final, in order (the API streams them); a family that
@@ -41,6 +41,10 @@ class ModelFamily(ABC):
     makeup: ClassVar[ModelMakeup]  # what the precision choice needs to know (localstt/precision.py)
     options_type: ClassVar[type[FamilyOptions]] = FamilyOptions
     answers_questions: ClassVar[bool] = False  # has a language model to ask about a transcript
+    # A transcription model (listed in the app, the API and the CLI's --model), or a diarizer that
+    # says who spoke (`diarize`): it is loaded beside the transcription model, never instead of it.
+    transcribes: ClassVar[bool] = True
+    diarizes: ClassVar[bool] = False
     has_word_times: ClassVar[bool] = False  # its segments carry timed words
     # What its load imports first (e.g. "nemo.collections.asr", ~10 s on a CPU): the store imports it
     # as a stage of the load of its own, so that the status can say so ("importing NeMo").
@@ -99,6 +103,11 @@ class ModelFamily(ABC):
         """`transcribe` of each recording, in the order given; a family that can run several at once
         (Parakeet) does so. Called with `loaded.lock` held (localstt/batch.py)."""
         return [self.transcribe(loaded, audio, options, progress) for audio in audios]
+
+    def diarize(self, loaded: LoadedModel, audio: DecodedAudio, progress: Progress) -> list[SpeakerTurn]:
+        """Who speaks when in one recording, speakers numbered in order of first appearance. Only
+        called for a family with `diarizes`, with `loaded.lock` held."""
+        raise NotImplementedError(f"{type(self).__name__} tells no speakers apart")
 
     def ask(self, loaded: LoadedModel, transcript_text: str, question: str, max_new_tokens: int) -> str:
         """The language model's reply (with any <think> part) to `question` about a transcript.

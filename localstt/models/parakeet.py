@@ -10,7 +10,6 @@ local attention, and local attention again if full attention runs out of memory 
 from __future__ import annotations
 
 import copy
-import gc
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,8 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from localstt import memory
-from localstt.errors import HubError, LoadError
-from localstt.loading.nemo_archive import connector, fast_path_problem, read_layout, unpacked_folder
+from localstt.loading.nemo_archive import load_nemo, plan_one_nemo
 from localstt.models.family import ModelFamily, Progress, SegmentsDone, register
 from localstt.options import FamilyOptions, Limit, setting
 from localstt.precision import ModelMakeup, Precision, autocast_context, autocast_forward
@@ -32,7 +30,6 @@ if TYPE_CHECKING:
     from localstt.audio import DecodedAudio
     from localstt.config import ModelSpec
     from localstt.hub import RemoteFile
-    from localstt.loading.nemo_archive import NemoLayout
     from localstt.manifest import Manifest
     from localstt.store import LoadedModel
 
@@ -79,20 +76,12 @@ class Parakeet(ModelFamily):
     has_word_times: ClassVar[bool] = True
 
     def plan(self, api: HfApi, spec: ModelSpec) -> list[RemoteFile]:
-        from localstt.hub import list_files
-
-        files = list_files(api, spec.repo, spec.revision, {"*.nemo": "{name}"})
-        nemo_files = [f for f in files if "/" not in f.path]
-        if len(nemo_files) != 1:
-            raise HubError(
-                f"{spec.repo}@{spec.short_revision} should hold one .nemo file; found {len(nemo_files)}."
-            )
-        return nemo_files
+        return plan_one_nemo(api, spec)
 
     def load(
         self, export_dir: Path, manifest: Manifest, device: str, precision: Precision
     ) -> tuple[Any, str]:
-        model, method = _load_nemo(export_dir, manifest, device)
+        model, method = load_nemo(export_dir, manifest, device, "ASRModel")
         if precision.encoder_autocast:  # weights stay float32; the decoder runs float32
             autocast_forward(model.encoder, precision.encoder_autocast, precision.weights)
         return model, method
@@ -161,38 +150,6 @@ class Parakeet(ModelFamily):
             for index, hypothesis in zip(group, hypotheses, strict=True):
                 results[index] = (_segments(hypothesis, audios[index]), [note])
         return [results[index] for index in range(len(audios))]
-
-
-def _restore(layout: NemoLayout, folder: Path, fast: bool, device: str) -> Any:
-    from nemo.collections.asr.models import ASRModel
-    from nemo.utils import logging as nemo_logging
-
-    nemo_logging.setLevel(nemo_logging.ERROR)
-    model = ASRModel.restore_from(
-        str(layout.path), map_location=device, save_restore_connector=connector(layout, folder, fast)
-    )
-    if device != "cpu":
-        model = model.to(device)
-    # Weights stay float32; the engine runs inference under autocast in `dtype` on a GPU.
-    return model.eval()
-
-
-def _load_nemo(export_dir: Path, manifest: Manifest, device: str) -> tuple[Any, str]:
-    """The .nemo, read in place: (model, "mapped" or "plain"). See localstt/loading/nemo_archive.py."""
-    record = next(r for r in manifest.files if r.path.endswith(".nemo"))
-    layout = read_layout(export_dir / record.path)  # refuses links, absolute paths and ".."
-    problem = fast_path_problem(layout)
-    with unpacked_folder(layout, record.sha256) as folder:
-        if problem is None:
-            try:
-                return _restore(layout, folder, fast=True, device=device), "mapped"
-            except LoadError:
-                raise
-            except Exception as error:  # internals moved: the plain load gives the same model
-                problem = f"{type(error).__name__}: {error}"
-                gc.collect()
-        logger.warning("note: reading %s into memory (%s)", layout.path.name, problem)
-        return _restore(layout, folder, fast=False, device=device), "plain"
 
 
 @contextmanager

@@ -1,0 +1,94 @@
+"""Sortformer (NeMo's streaming speaker diarizer, `kind = "sortformer"`): one `.nemo` archive per
+export, as Parakeet. Not a transcription model: the engine runs it beside one when the user asks
+who spoke (localstt/speakers.py merges its turns with the words).
+
+Load: the archive's small members unpacked once beside it and its weights read with
+`torch.load(weights_only=True)` (localstt/loading/nemo_archive.py's plain load: its class cannot be
+built on the meta device), float32 weights, under autocast on a GPU as Parakeet.
+
+Diarize: the whole recording in streaming mode, with the streaming settings saved in the export,
+whose speaker cache keeps the speakers' identities and the memory bounded however long the
+recording is; at most 4 speakers, 80 ms frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from localstt.errors import EngineError
+from localstt.loading.nemo_archive import load_nemo, plan_one_nemo
+from localstt.models.family import ModelFamily, Progress, SegmentsDone, register
+from localstt.precision import ModelMakeup, Precision, autocast_context
+from localstt.speakers import parse_turns
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
+    from localstt.audio import DecodedAudio
+    from localstt.config import ModelSpec
+    from localstt.hub import RemoteFile
+    from localstt.manifest import Manifest
+    from localstt.store import LoadedModel
+    from localstt.transcript import Segment, SpeakerTurn
+
+logger = logging.getLogger(__name__)
+
+MAX_SPEAKERS = 4  # what the model's output layer has room for
+
+
+class Sortformer(ModelFamily):
+    kind: ClassVar[str] = "sortformer"
+    runtime_module: ClassVar[str] = "nemo.collections.asr"
+    runtime_name: ClassVar[str] = "NeMo"
+    makeup: ClassVar[ModelMakeup] = ModelMakeup("Sortformer")
+    transcribes: ClassVar[bool] = False
+    diarizes: ClassVar[bool] = True
+    loader_path_margin: ClassVar[int] = 80  # as Parakeet's: what the loader unpacks beside the .nemo
+
+    def plan(self, api: HfApi, spec: ModelSpec) -> list[RemoteFile]:
+        return plan_one_nemo(api, spec)
+
+    def load(
+        self, export_dir: Path, manifest: Manifest, device: str, precision: Precision
+    ) -> tuple[Any, str]:
+        # Plain: SortformerEncLabelModel.__init__ moves its parts with .to(device), which a model
+        # built on the meta device cannot do; at 0.5 GB the second copy of the weights is brief.
+        return load_nemo(export_dir, manifest, device, "SortformerEncLabelModel", mapped=False)
+
+    def transcribe(
+        self,
+        loaded: LoadedModel,
+        audio: DecodedAudio,
+        options: Any,
+        progress: Progress,
+        segments_done: SegmentsDone | None = None,
+    ) -> tuple[list[Segment], list[str]]:
+        raise EngineError(
+            f"{loaded.spec.key} is a speaker diarizer, not a transcription model; pick another model "
+            "and tick 'Identify speakers'."
+        )
+
+    def diarize(self, loaded: LoadedModel, audio: DecodedAudio, progress: Progress) -> list[SpeakerTurn]:
+        import torch
+
+        model = loaded.model
+        progress(0.0, "identifying speakers")
+        # diarize() prints a "Streaming Steps" progress bar to stderr even with verbose=False
+        with (
+            torch.inference_mode(),
+            autocast_context(loaded.device, loaded.precision.autocast),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            results = model.diarize(
+                audio=[audio.samples], sample_rate=audio.sample_rate, batch_size=1, verbose=False
+            )
+        turns = parse_turns(results[0])
+        logger.info("%s: %d speaker turns", loaded.spec.key, len(turns))
+        return turns
+
+
+SORTFORMER = register(Sortformer())
