@@ -67,10 +67,11 @@ def expand_inputs(paths: Sequence[str]) -> list[Path]:
     return found
 
 
-def _load_quietly(store: ModelStore, key: str) -> None:
-    """Load `key` ahead of the first transcription; its failure is the store's to report then."""
-    with contextlib.suppress(Exception):
-        store.load(key)
+def _load_quietly(store: ModelStore, keys: Sequence[str]) -> None:
+    """Load `keys` ahead of the first transcription; a failure is the store's to report then."""
+    for key in keys:
+        with contextlib.suppress(Exception):
+            store.load(key)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run on Ray: a local instance, or join ADDRESS (auto, ray://host:port); needs the cluster extra",
     )
     parser.add_argument("--actors", type=int, help="with --ray: model replicas (default: one per GPU)")
+    parser.add_argument(
+        "--speakers",
+        action="store_true",
+        help="say who spoke (up to 4 speakers; needs the sortformer model of config.toml exported)",
+    )
+    parser.add_argument(
+        "--speaker-names",
+        metavar='"ANA,BEN"',
+        default="",
+        help="names for the speakers in the order they are first heard (implies --speakers)",
+    )
     args = parser.parse_args(argv)
 
     import localstt.offline  # noqa: F401  # before the modules that load models: no hub, ever
@@ -140,9 +152,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from localstt.engine import diarizer_key
+    from localstt.speakers import parse_names
+
+    speakers = args.speakers or bool(args.speaker_names.strip())
     try:
         store = default_store(args.config)
-        store.config.model(args.model)
+        spec = store.config.model(args.model)
+        if args.model not in store.config.transcribers:
+            models = ", ".join(store.config.transcribers) or "none"
+            raise ConfigError(
+                f"{args.model} ({spec.display_name}) says who spoke but transcribes nothing; pick a "
+                f"transcription model with --model ({models}) and add --speakers."
+            )
+        diarizer = diarizer_key(store) if speakers else None
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -162,7 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not files:
         print("error: no audio files found in the given folders.", file=sys.stderr)
         return 2
-    options = TranscribeOptions.from_config(store.config)
+    options = TranscribeOptions.from_config(
+        store.config, speakers=speakers, speaker_names=tuple(parse_names(args.speaker_names))
+    )
     out_dir = Path(args.out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot make the output folder {out_dir} ({error.strerror or error}).", file=sys.stderr)
         return 2
     # The store records the outcome: the first transcription waits for this load or gets its error.
-    loader = threading.Thread(target=_load_quietly, args=(store, args.model), name="load", daemon=True)
+    keys = [args.model] + ([diarizer] if diarizer else [])
+    loader = threading.Thread(target=_load_quietly, args=(store, keys), name="load", daemon=True)
     if args.ray is not None and importlib.util.find_spec("ray") is None:
         print("error: --ray needs Ray: install it with `uv sync --extra cluster`.", file=sys.stderr)
         return 2
@@ -218,10 +244,11 @@ def run_job(
     from localstt.audio import probe_seconds
     from localstt.batch import transcribe_many
     from localstt.hashing import sha256_file
-    from localstt.joblog import JobLog, finish_recording
+    from localstt.joblog import JobLog, finish_recording, speakers_setting
 
     job = JobLog(out_dir)
     revision = store.config.model(model_key).revision
+    speakers = speakers_setting(options)
     hashes: dict[Path, str] = {}
     todo: list[Path] = []
     for path in files:
@@ -229,7 +256,7 @@ def run_job(
             hashes[path] = sha256_file(path)
         except OSError:
             hashes[path] = ""  # unreadable: transcribing it says why
-        if hashes[path] and job.done(hashes[path], model_key, revision) is not None:
+        if hashes[path] and job.done(hashes[path], model_key, revision, speakers) is not None:
             continue
         todo.append(path)
     if len(todo) < len(files):
@@ -284,6 +311,7 @@ def run_job(
                     result.failure,
                     formats,
                     store.config.path,
+                    speakers,
                 )
                 report(result.path, result.transcript, failure, written)
     for line in failures:

@@ -1,6 +1,9 @@
 """The transcription engine: audio in, Transcript out. The CLI and the web app both call `transcribe`.
 
 decode the audio -> store.use(model) -> its family's transcribe (localstt/models/) -> Transcript
+
+With `options.speakers`, the speaker diarizer of config.toml then runs over the same audio, and its
+turns are merged with the words (localstt/speakers.py).
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from pathlib import Path
 
 from localstt import memory
 from localstt.audio import DecodedAudio, decode_audio
-from localstt.errors import EngineError
+from localstt.errors import ConfigError, EngineError
 from localstt.models.family import ModelFamily, Progress, SegmentsDone
 from localstt.options import TranscribeOptions
+from localstt.speakers import label_speakers
 from localstt.store import LoadedModel, ModelStore
-from localstt.transcript import Segment, Transcript
+from localstt.transcript import Segment, SpeakerTurn, Transcript, display_names
 
 __all__ = [
     "EngineError",
@@ -90,20 +94,29 @@ def transcribe(
             if segments_done is not None:
                 segments_done(done)
 
+        # With speakers, segments are split where the speaker changes: none is final before that.
+        streaming = None if options.speakers else hand_on
         with _out_of_memory_as_engine_error(loaded), loaded.lock:
             segments, notes = family.transcribe(
-                loaded, decoded, options.of(family.options_type), report, hand_on
+                loaded, decoded, options.of(family.options_type), report, streaming
             )
-        if segments_done is not None and segments[handed_on:]:
-            segments_done(segments[handed_on:])
         revision = loaded.spec.revision
     timings["transcribe_s"] = time.perf_counter() - mark
+    turns: list[SpeakerTurn] | None = None
+    if options.speakers:
+        mark = time.perf_counter()
+        turns = diarize(decoded, store, report)
+        timings["speakers_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - started
     if decoded.duration > 0:
         timings["rtfx"] = decoded.duration / max(timings["transcribe_s"], 1e-9)
+    transcript = _transcript(
+        segments, notes, decoded, source_name, model_key, revision, timings, options, family, turns
+    )
+    if segments_done is not None and transcript.segments[handed_on:]:
+        segments_done(transcript.segments[handed_on:])
     report(1.0, "done")
-    rounded = {name: round(value, 4) for name, value in timings.items()}
-    return _transcript(segments, notes, decoded, source_name, model_key, revision, rounded, options, family)
+    return transcript
 
 
 def transcribe_together(
@@ -132,13 +145,52 @@ def transcribe_together(
         seconds = time.perf_counter() - started
         revision = loaded.spec.revision
     audio_s = sum(audio.duration for audio, _ in recordings)
-    timings = {"batch_s": round(seconds, 4), "batch_recordings": len(recordings)}
+    timings: dict[str, float] = {"batch_s": seconds, "batch_recordings": len(recordings)}
     if audio_s > 0:
-        timings["batch_rtfx"] = round(audio_s / max(seconds, 1e-9), 4)
-    return [
-        _transcript(segments, notes, audio, name, model_key, revision, dict(timings), options, family)
-        for (audio, name), (segments, notes) in zip(recordings, results, strict=True)
-    ]
+        timings["batch_rtfx"] = audio_s / max(seconds, 1e-9)
+    transcripts = []
+    for (audio, name), (segments, notes) in zip(recordings, results, strict=True):
+        own = dict(timings)
+        turns: list[SpeakerTurn] | None = None
+        if options.speakers:  # the diarizer runs one recording at a time
+            mark = time.perf_counter()
+            turns = diarize(audio, store, report)
+            own["speakers_s"] = time.perf_counter() - mark
+        transcripts.append(
+            _transcript(segments, notes, audio, name, model_key, revision, own, options, family, turns)
+        )
+    return transcripts
+
+
+def diarizer_key(store: ModelStore) -> str:
+    """The speaker diarizer of config.toml, or ConfigError saying how to add one."""
+    key = store.config.diarizer
+    if key is None:
+        raise ConfigError(
+            f"Identifying speakers needs a speaker diarizer in {store.config.path}; add the "
+            '[models.sortformer] table of the shipped config.toml (repo = "nvidia/diar_streaming_'
+            'sortformer_4spk-v2", kind = "sortformer") and export it.'
+        )
+    return key
+
+
+def diarize(audio: DecodedAudio, store: ModelStore, progress: Progress | None = None) -> list[SpeakerTurn]:
+    """Who speaks when in `audio`, by config.toml's speaker diarizer (loaded beside the
+    transcription model and kept).
+
+    Raises:
+        EngineError: out of memory (this file only).
+        ConfigError: config.toml has no diarizer; ExportError, LoadError: it cannot be used.
+    """
+    report: Progress = progress or (lambda fraction, message: None)
+    key = diarizer_key(store)
+    report(0.9, "identifying speakers")
+    with (
+        store.use(key, progress=lambda message: report(0.9, message)) as loaded,
+        _out_of_memory_as_engine_error(loaded),
+        loaded.lock,
+    ):
+        return loaded.family.diarize(loaded, audio, lambda fraction, message: report(0.9, message))
 
 
 @contextmanager
@@ -165,17 +217,34 @@ def _transcript(
     timings: dict[str, float],
     options: TranscribeOptions,
     family: ModelFamily,
+    turns: list[SpeakerTurn] | None = None,
 ) -> Transcript:
+    """The Transcript; with `turns` (speakers were asked for), its segments split by speaker and
+    every speaker named."""
+    names: list[str] = []
+    if turns is not None:
+        segments, turns, count = label_speakers(segments, turns)
+        names = display_names(count, options.speaker_names)
+        if not family.has_word_times:
+            notes = [
+                *notes,
+                f"{family.makeup.name} gives no word times: each part is labelled with the speaker "
+                "heard most in it",
+            ]
+        if count == 0:
+            notes = [*notes, "no speech was heard by the speaker diarizer"]
     return Transcript(
         text=" ".join(segment.text for segment in segments).strip(),
         segments=segments,
         duration=round(audio.duration, 3),
         model_key=model_key,
         revision=revision,
-        timings=timings,
+        timings={name: round(value, 4) for name, value in timings.items()},
         source_name=source_name,
         notes=notes,
         options=options.used_by(family.options_type),
+        speaker_turns=turns or [],
+        speaker_names=names,
     )
 
 

@@ -7,9 +7,10 @@
     └── ...
 
 Each line of job.jsonl is one `JobEntry`: the input as given, its sha256, the model key and pinned
-commit, "done" or "failed", the error sentence, and the output files (names inside OUT). A run that
-is given the same OUT skips every recording whose latest line says "done" with the same sha256,
-model and commit and whose outputs are all still there; it does the others again. A line cut short by
+commit, whether speakers were identified (and their names), "done" or "failed", the error sentence,
+and the output files (names inside OUT). A run that is given the same OUT skips every recording whose
+latest line says "done" with the same sha256, model, commit and speakers setting and whose outputs
+are all still there; it does the others again. A line cut short by
 a kill is ignored, so a kill (Ctrl-C or SIGKILL) loses at most the recordings in flight.
 """
 
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from localstt.options import TranscribeOptions
     from localstt.transcript import Transcript
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class JobEntry:
     outputs: tuple[str, ...] = ()
     duration_s: float = 0.0
     finished_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    speakers: str = ""  # speakers_setting(): "" when none were identified
 
     def to_json(self) -> str:
         data: dict[str, Any] = asdict(self)
@@ -60,6 +63,14 @@ class JobEntry:
             return cls(**{**data, "outputs": tuple(data.get("outputs", ()))})
         except (ValueError, TypeError):
             return None
+
+
+def speakers_setting(options: TranscribeOptions) -> str:
+    """What a job line records of the speaker options: "" (off), "on", or "on: Ana, Ben"."""
+    if not options.speakers:
+        return ""
+    names = ", ".join(name.strip() for name in options.speaker_names)
+    return f"on: {names}" if names.strip(", ") else "on"
 
 
 class JobLog:
@@ -80,11 +91,16 @@ class JobLog:
                 else:
                     self.entries.append(entry)
 
-    def done(self, sha256: str, model: str, revision: str) -> JobEntry | None:
-        """The latest "done" entry of this recording by this model at this commit, if its outputs
-        are all still in OUT (else it is to be done again)."""
+    def done(self, sha256: str, model: str, revision: str, speakers: str = "") -> JobEntry | None:
+        """The latest "done" entry of this recording by this model at this commit with this
+        speakers setting, if its outputs are all still in OUT (else it is to be done again)."""
         for entry in reversed(self.entries):
-            if (entry.sha256, entry.model, entry.revision) != (sha256, model, revision):
+            if (entry.sha256, entry.model, entry.revision, entry.speakers) != (
+                sha256,
+                model,
+                revision,
+                speakers,
+            ):
                 continue
             if entry.status != "done":
                 return None
@@ -121,6 +137,7 @@ def finish_recording(
     failure: str,
     formats: Sequence[str],
     config_path: Path,
+    speakers: str = "",
 ) -> tuple[list[Path], str]:
     """Write a recording's outputs into the job's folder (when it was transcribed), then its line.
 
@@ -147,6 +164,7 @@ def finish_recording(
             error=failure,
             outputs=tuple(p.name for p in written),
             duration_s=transcript.duration if transcript is not None else 0.0,
+            speakers=speakers,
         )
     )
     return written, failure

@@ -72,6 +72,10 @@ class TranscribeOptions:
     max_audio_minutes: float = setting(180.0, Limit(0, False, None, False, "a number of minutes above 0"))
     # Many recordings in one run (localstt/batch.py) are taken in batches of at most this much audio.
     batch_minutes: float = setting(10.0, Limit(0, False, None, False, "a number of minutes above 0"))
+    # Say who spoke (config.toml's speaker diarizer, [models.sortformer], runs beside the model), and
+    # what to call them: the n-th speaker heard takes the n-th name, the others "Speaker n".
+    speakers: bool = False
+    speaker_names: tuple[str, ...] = ()
     family_options: tuple[FamilyOptions, ...] = ()
 
     def __post_init__(self) -> None:
@@ -136,7 +140,10 @@ class TranscribeOptions:
         common = {
             name: getattr(self, name) for name in _field_names(TranscribeOptions) if name != "family_options"
         }
-        return {**common, **dataclasses.asdict(self.of(options_type))}
+        used = {**common, **dataclasses.asdict(self.of(options_type))}
+        return {
+            name: list(value) if isinstance(value, tuple) else value for name, value in used.items()
+        }  # as JSON
 
 
 def _field_names(options_type: type[Any]) -> set[str]:

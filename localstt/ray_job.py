@@ -172,7 +172,7 @@ def run_on_ray(
     """
     from localstt.config import load_config
     from localstt.hashing import sha256_file
-    from localstt.joblog import JobLog, finish_recording
+    from localstt.joblog import JobLog, finish_recording, speakers_setting
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -201,7 +201,16 @@ def run_on_ray(
                 except OSError:
                     known[path] = ""
             written, failure = finish_recording(
-                job, path, known[path], model_key, revision, transcript, failure, formats, config.path
+                job,
+                path,
+                known[path],
+                model_key,
+                revision,
+                transcript,
+                failure,
+                formats,
+                config.path,
+                speakers_setting(options),
             )
             result = RayResult(
                 index=int(row["index"]),

@@ -10,6 +10,10 @@ segment's time out in proportion to character counts.
 TXT: one paragraph per stretch of speech. Segments are joined with spaces, and a blank line
 starts a new paragraph after a pause of 2 s or more, or once a paragraph passes 600 characters.
 Lines are not hard-wrapped, so editors and word processors reflow them.
+
+Speakers (a transcript made with speakers on): in TXT each speaker's turn is a paragraph that
+starts "Name: "; an SRT cue starts with "Name: " (counted in its line length); a WebVTT cue is a
+voice span, "<v Name>..."; JSON has the speaker of every word and segment, and the turns.
 """
 
 from __future__ import annotations
@@ -57,18 +61,33 @@ def build_cues(
     """The transcript as readable subtitle cues, in time order (see the module docstring)."""
     if max_chars < 1 or max_lines < 1 or max_duration <= 0:
         raise ValueError("max_chars, max_lines and max_duration must be positive")
-    raw: list[Cue] = []
+    return [cue for cue, _ in speaker_cues(transcript, max_chars, max_lines, max_duration, lead=False)]
+
+
+def speaker_cues(
+    transcript: Transcript, max_chars: int, max_lines: int, max_duration: float, lead: bool
+) -> list[tuple[Cue, str]]:
+    """`build_cues`, each cue with the name of its speaker ("" when none). With `lead`, a cue with a
+    speaker starts with "Name: ", counted in its first line's length."""
+    if max_chars < 1 or max_lines < 1 or max_duration <= 0:
+        raise ValueError("max_chars, max_lines and max_duration must be positive")
+    raw: list[tuple[Cue, str]] = []
     for segment in sorted(transcript.segments, key=lambda s: (s.start, s.end)):
+        name = transcript.speaker_name(segment.speaker)
+        prefix = (f"{name}:",) if lead and name else ()
         tokens = _tokens(segment, max_chars)
-        groups = _group(tokens, max_chars, max_lines, max_duration, None)
+        groups = _group(tokens, max_chars, max_lines, max_duration, None, prefix)
         if len(groups) > 1:  # same number of cues with a more even share of the text
             target = math.ceil(sum(len(t.text) + 1 for t in tokens) / len(groups))
-            even = _group(tokens, max_chars, max_lines, max_duration, target)
+            even = _group(tokens, max_chars, max_lines, max_duration, target, prefix)
             groups = even if len(even) == len(groups) else groups
         for group in groups:
-            lines = wrap_balanced([t.text for t in group], max_chars, max_lines)
-            raw.append(Cue(_ms(group[0].start), _ms(group[-1].end), tuple(lines or ())))
-    return _fix_timing(raw, round(MIN_CUE_SECONDS * 1000), round(max_duration * 1000))
+            texts = [*prefix, *(t.text for t in group)]
+            lines = wrap_balanced(texts, max_chars, max_lines) or _greedy_lines(texts, max_chars)
+            raw.append((Cue(_ms(group[0].start), _ms(group[-1].end), tuple(lines)), name))
+    cues = _fix_timing([cue for cue, _ in raw], round(MIN_CUE_SECONDS * 1000), round(max_duration * 1000))
+    names = [name for _, name in sorted(raw, key=lambda pair: (pair[0].start_ms, pair[0].end_ms))]
+    return list(zip(cues, names, strict=True))
 
 
 def wrap_balanced(words: Sequence[str], max_chars: int, max_lines: int) -> list[str] | None:
@@ -102,17 +121,25 @@ class TxtWriter(SubtitleWriter):
 
     def render(self, transcript: Transcript) -> str:
         paragraphs: list[list[str]] = []
-        size, previous_end = 0, 0.0
+        size, previous_end, previous_speaker = 0, 0.0, None
         for segment in transcript.segments:
             text = " ".join(segment.text.split())
             if not text:
                 continue
-            if not paragraphs or segment.start - previous_end >= PARAGRAPH_PAUSE_S or size >= PARAGRAPH_CHARS:
+            turn = transcript.has_speakers and (not paragraphs or segment.speaker != previous_speaker)
+            if (
+                turn
+                or not paragraphs
+                or segment.start - previous_end >= PARAGRAPH_PAUSE_S
+                or size >= PARAGRAPH_CHARS
+            ):
                 paragraphs.append([])
                 size = 0
+                if turn and (name := transcript.speaker_name(segment.speaker)):
+                    paragraphs[-1].append(f"{name}:")
             paragraphs[-1].append(text)
             size += len(text) + 1
-            previous_end = segment.end
+            previous_end, previous_speaker = segment.end, segment.speaker
         body = "\n\n".join(" ".join(p) for p in paragraphs) if paragraphs else transcript.text
         body = body.strip()
         return body + "\n" if body else ""
@@ -126,11 +153,11 @@ class SrtWriter(SubtitleWriter):
     max_duration: float = 7.0
 
     def render(self, transcript: Transcript) -> str:
-        cues = build_cues(transcript, self.max_chars, self.max_lines, self.max_duration)
+        cues = speaker_cues(transcript, self.max_chars, self.max_lines, self.max_duration, lead=True)
         return "\n".join(
             f"{number}\n{format_timestamp(cue.start_ms, ',')} --> "
             f"{format_timestamp(cue.end_ms, ',')}\n{cue.text.replace('-->', '->')}\n"
-            for number, cue in enumerate(cues, start=1)
+            for number, (cue, _) in enumerate(cues, start=1)
         )
 
 
@@ -142,14 +169,19 @@ class VttWriter(SubtitleWriter):
     max_duration: float = 7.0
 
     def render(self, transcript: Transcript) -> str:
-        cues = build_cues(transcript, self.max_chars, self.max_lines, self.max_duration)
+        cues = speaker_cues(transcript, self.max_chars, self.max_lines, self.max_duration, lead=False)
         blocks = [
             f"{format_timestamp(cue.start_ms, '.')} --> {format_timestamp(cue.end_ms, '.')}\n"
-            + cue.text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            + (f"<v {_vtt_escape(name)}>" if name else "")
+            + _vtt_escape(cue.text)
             + "\n"
-            for cue in cues
+            for cue, name in cues
         ]
         return "\n".join(["WEBVTT\n", *blocks])
+
+
+def _vtt_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 @dataclass(frozen=True)
@@ -170,11 +202,7 @@ WRITERS: dict[str, SubtitleWriter] = {
 def transcript_from_json(text: str) -> Transcript:
     """The Transcript that JsonWriter rendered as ``text``."""
     data: dict[str, Any] = json.loads(text)
-    segments = [
-        Segment(s["start"], s["end"], s["text"], tuple(Word(**w) for w in s.get("words", ())))
-        for s in data["segments"]
-    ]
-    return Transcript(**{**data, "segments": segments})
+    return Transcript.from_dict(data)
 
 
 def format_timestamp(ms: int, separator: str) -> str:
@@ -260,13 +288,19 @@ def _spread(texts: Sequence[str], start: float, end: float) -> list[Word]:
 
 
 def _group(
-    tokens: list[Word], max_chars: int, max_lines: int, max_duration: float, target: int | None
+    tokens: list[Word],
+    max_chars: int,
+    max_lines: int,
+    max_duration: float,
+    target: int | None,
+    prefix: tuple[str, ...] = (),
 ) -> list[list[Word]]:
+    """Tokens in cues; each cue's lines also hold `prefix` (the speaker's "Name:") before its words."""
     groups: list[list[Word]] = []
     for token in tokens:
         current = groups[-1] if groups else []
         if current:
-            texts = [t.text for t in current]
+            texts = [*prefix, *(t.text for t in current)]
             if (
                 token.end - current[0].start > max_duration
                 or token.start - current[-1].end >= PAUSE_BREAK_S
