@@ -37,10 +37,12 @@ from localstt.manifest import human_size  # noqa: E402
 from localstt.models import family_for  # noqa: E402
 from localstt.models.family import Progress  # noqa: E402
 from localstt.store import ModelStatus, ModelStore  # noqa: E402
+from localstt.transcript import Transcript  # noqa: E402
 
 FORMATS = ["txt", "srt", "vtt", "json"]
 STATUS_REFRESH_S = 1.0  # how often an open page re-reads the status while a model loads
 SEGMENT_HEADERS = ["file", "start", "end", "text"]
+SPEAKER_SEGMENT_HEADERS = ["file", "start", "end", "speaker", "text"]  # with "Identify speakers"
 UPLOAD_GONE = (
     "this upload is no longer on the server: uploads are deleted as soon as a transcription that "
     "used them ends (Gradio stores identical files once, so also someone else's); add the file again."
@@ -238,15 +240,28 @@ class TranscriptionApp:
         model_key: str,
         formats: list[str] | None,
         progress: Any = None,
+        speakers: bool = False,
+        speaker_names: str = "",
     ) -> tuple[str, list[list[Any]], list[str], str]:
+        """(transcript text, the segments table's rows, the files made, the status panel) of one job;
+        with `speakers`, each row has the speaker before the text (SPEAKER_SEGMENT_HEADERS)."""
         import gradio as gr
 
+        from localstt.engine import diarizer_key
         from localstt.jobs import transcribe_file
         from localstt.logfile import report_unexpected
+        from localstt.speakers import parse_names
 
         inputs = [*(files or []), *([recording] if recording else [])]
         if not inputs:
             raise gr.Error("Add a recording first: upload a file or record with the microphone.")
+        options = self.options
+        if speakers:
+            try:
+                diarizer_key(self.store)
+            except ConfigError as error:
+                raise gr.Error(str(error)) from None
+            options = options.replace(speakers=True, speaker_names=tuple(parse_names(speaker_names or "")))
         self.remove_old_outputs()
         self._start_sweeper()
         try:
@@ -278,7 +293,7 @@ class TranscriptionApp:
                         result = transcribe_file(
                             Path(path),
                             model_key,
-                            self.options,
+                            options,
                             self.store,
                             formats or ["srt"],
                             job_dir,
@@ -292,8 +307,19 @@ class TranscriptionApp:
                     continue
                 written += [str(p) for p in result.written]
                 header = f"[{name}]\n" if len(inputs) > 1 else ""
-                texts.append(header + result.transcript.text)
-                rows += [[name, _clock(s.start), _clock(s.end), s.text] for s in result.transcript.segments]
+                done = result.transcript
+                texts.append(header + (_speaker_text(done) if done.has_speakers else done.text))
+                for s in done.segments:
+                    speaker = [done.speaker_name(s.speaker)] if speakers else []
+                    rows.append([name, _clock(s.start), _clock(s.end), *speaker, s.text])
+                family = family_for(self.store.config.model(model_key).kind)
+                if speakers and not done.has_speakers:
+                    gr.Warning(f"{name}: the speaker diarizer heard no speech, so no speakers are shown.")
+                elif speakers and not family.has_word_times:
+                    gr.Info(
+                        f"{name}: {family.makeup.name} gives no word times, so each of its windows is "
+                        "labelled with the speaker heard most in it."
+                    )
         finally:
             _remove_uploads(inputs, self.upload_root, self.output_root)
             self._end_job(job_dir)
@@ -324,7 +350,7 @@ class TranscriptionApp:
     def build(self) -> Any:
         import gradio as gr
 
-        keys = list(self.store.config.models)
+        keys = list(self.store.config.transcribers)
         llm_keys = [
             k for k, spec in self.store.config.models.items() if family_for(spec.kind).answers_questions
         ]
@@ -341,6 +367,18 @@ class TranscriptionApp:
                     recording = gr.Audio(label="Or record", sources=["microphone"], type="filepath")
                     model_key = gr.Dropdown(keys, value=keys[0] if keys else None, label="Model")
                     formats = gr.CheckboxGroup(FORMATS, value=["txt", "srt", "vtt"], label="Files to make")
+                    speakers = gr.Checkbox(
+                        value=False,
+                        label="Identify speakers",
+                        info="Up to 4 voices, labelled in every file (needs the sortformer model exported).",
+                        elem_id="speakers",
+                    )
+                    speaker_names = gr.Textbox(
+                        value="",  # a value: API clients may leave the field out
+                        label="Speaker names",
+                        placeholder="Ana, Ben: in the order they first speak (optional)",
+                        elem_id="speaker-names",
+                    )
                     run = gr.Button("Transcribe", variant="primary")
                 with gr.Column(scale=2):
                     transcript = gr.Textbox(
@@ -364,13 +402,19 @@ class TranscriptionApp:
                 recording_value: str | None,
                 key: str,
                 formats_value: list[str],
+                speakers_value: bool,
+                names_value: str,
                 progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented idiom
-            ) -> tuple[str, list[list[Any]], list[str], str]:
-                return self.transcribe(files_value, recording_value, key, formats_value, progress)
+            ) -> tuple[str, dict[str, Any], list[str], str]:
+                text, rows, written, status = self.transcribe(
+                    files_value, recording_value, key, formats_value, progress, speakers_value, names_value
+                )
+                headers = SPEAKER_SEGMENT_HEADERS if speakers_value else SEGMENT_HEADERS
+                return text, {"headers": headers, "data": rows}, written, status
 
             run.click(
                 on_transcribe,
-                [files, recording, model_key, formats],
+                [files, recording, model_key, formats, speakers, speaker_names],
                 [transcript, segments, downloads, status],
                 api_name="transcribe",
                 concurrency_limit=1,
@@ -396,6 +440,13 @@ class TranscriptionApp:
         demo.queue(default_concurrency_limit=1, max_size=self.max_queue)  # beyond: "queue is full"
         self._demo = demo
         return demo
+
+
+def _speaker_text(transcript: Transcript) -> str:
+    """The transcript as the TXT download has it: one paragraph per turn, "Name: ..."."""
+    from localstt.subtitles import TxtWriter
+
+    return TxtWriter().render(transcript).strip()
 
 
 def _is_loopback(host: str) -> bool:

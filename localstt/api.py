@@ -15,7 +15,12 @@ Where OpenAI's API and these models differ (README.md, "OpenAI-compatible API", 
 `prompt`, `temperature` and `keywords` are accepted and change nothing; `language` must be English;
 `word` timestamps need `verbose_json` (as at OpenAI) and a model that has them (Parakeet);
 segments carry no Whisper scores (avg_logprob, compression_ratio, no_speech_prob);
-`diarized_json`, `chunking_strategy`, `known_speaker_*` and `include[]=logprobs` are refused.
+`chunking_strategy`, `known_speaker_references[]` and `include[]=logprobs` are refused.
+
+Speakers (config.toml's speaker diarizer runs beside the model): `response_format=diarized_json`
+answers in OpenAI's shape, speakers labelled "A", "B", ... in order of first appearance, or by
+`known_speaker_names[]` in that order (there are no voice references to match: the n-th name goes
+to the n-th voice heard). `known_speaker_names[]` with another format labels its segments too.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ from localstt.transcript import Segment, Transcript
 
 logger = logging.getLogger(__name__)
 
-RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
 GRANULARITIES = ("word", "segment")
 ENGLISH = {"en", "eng", "english"}
 RETRY_AFTER_S = 10
@@ -103,6 +108,8 @@ class TranscriptionRequest:
     response_format: str
     granularities: frozenset[str]
     stream: bool
+    speakers: bool = False
+    speaker_names: tuple[str, ...] = ()  # known_speaker_names[], in order of first appearance
 
 
 @dataclass
@@ -146,7 +153,10 @@ class ApiServer:
 
     async def list_models(self, request: Request) -> Response:
         return JSONResponse(
-            {"object": "list", "data": [self._model_card(spec) for spec in self.store.config.models.values()]}
+            {
+                "object": "list",
+                "data": [self._model_card(spec) for spec in self.store.config.transcribers.values()],
+            }
         )
 
     async def get_model(self, request: Request) -> Response:
@@ -188,10 +198,6 @@ class ApiServer:
             raise ApiError(400, "Name a model in the field `model`, e.g. parakeet.", param="model")
         spec = self._find_model(model)
         response_format = _text(form, "response_format") or "json"
-        if response_format == "diarized_json":
-            raise unsupported(
-                "response_format", "diarized_json needs speaker diarization, which this server does not have."
-            )
         if response_format not in RESPONSE_FORMATS:
             raise unsupported(
                 "response_format",
@@ -238,11 +244,20 @@ class ApiServer:
                 "chunking_strategy",
                 "chunking_strategy is not supported: the server chooses how to read long audio.",
             )
-        for speakers in ("known_speaker_names", "known_speaker_references"):
-            if _list(form, speakers):
-                raise unsupported(
-                    speakers, f"{speakers} needs speaker diarization, which this server does not have."
-                )
+        if _list(form, "known_speaker_references"):
+            raise unsupported(
+                "known_speaker_references",
+                "known_speaker_references is not supported: speakers are named in the order they are first "
+                "heard; send known_speaker_names[] alone.",
+            )
+        names = tuple(name.strip() for name in _list(form, "known_speaker_names"))
+        speakers = response_format == "diarized_json" or any(names)
+        if speakers:
+            try:
+                engine.diarizer_key(self.store)
+            except ConfigError as error:
+                param = "response_format" if response_format == "diarized_json" else "known_speaker_names"
+                raise unsupported(param, str(error)) from None
         if included := _list(form, "include"):
             raise unsupported("include", f"include {included[0]!r} is not available from these models.")
         stream = (_text(form, "stream") or "false").lower() in {"true", "1", "yes"}
@@ -251,10 +266,10 @@ class ApiServer:
                 "stream",
                 f"stream=true sends text events; use response_format json or text, not {response_format}.",
             )
-        return TranscriptionRequest(spec.key, response_format, granularities, stream)
+        return TranscriptionRequest(spec.key, response_format, granularities, stream, speakers, names)
 
     def _find_model(self, model_id: str) -> ModelSpec:
-        models = self.store.config.models
+        models = self.store.config.transcribers
         if model_id in models:
             return models[model_id]
         for spec in models.values():
@@ -277,10 +292,11 @@ class ApiServer:
         """The transcript, once this request's turn came (the recording is decoded in the turn, so
         that waiting requests hold files, not decoded audio); errors as ApiError."""
         try:
+            options = self.options
+            if checked.speakers:
+                options = options.replace(speakers=True, speaker_names=checked.speaker_names)
             with self.queue.turn(refuse_when_full=True):
-                return engine.transcribe(
-                    path, checked.model_key, self.options, self.store, None, segments_done
-                )
+                return engine.transcribe(path, checked.model_key, options, self.store, None, segments_done)
         except QueueFull as error:
             raise ApiError(
                 503, str(error), code="queue_full", headers={"Retry-After": str(RETRY_AFTER_S)}
@@ -393,19 +409,47 @@ def _reply(transcript: Transcript, checked: TranscriptionRequest) -> Response:
         # As OpenAI: segments unless only words were asked for; words only when asked for.
         if checked.granularities != {"word"}:
             body["segments"] = [
-                _segment(number, segment) for number, segment in enumerate(transcript.segments)
+                _segment(number, segment, transcript) for number, segment in enumerate(transcript.segments)
             ]
         if "word" in checked.granularities:
             body["words"] = [{"word": w.text, "start": w.start, "end": w.end} for w in transcript.words]
         body["usage"] = usage
         return JSONResponse(body)
+    if checked.response_format == "diarized_json":
+        # OpenAI's labels: the known names in order, else "A", "B", ... (Sortformer tells at most 4)
+        given = checked.speaker_names
+        labels = [
+            (given[index] if index < len(given) else "") or chr(ord("A") + index)
+            for index in range(len(transcript.speaker_names))
+        ]
+        return JSONResponse(
+            {
+                "task": "transcribe",
+                "duration": transcript.duration,
+                "text": transcript.text,
+                "segments": [
+                    {
+                        "type": "transcript.text.segment",
+                        "id": f"seg_{number}",
+                        "start": segment.start,
+                        "end": segment.end,
+                        "text": segment.text,
+                        "speaker": labels[segment.speaker] if segment.speaker is not None else "",
+                    }
+                    for number, segment in enumerate(transcript.segments)
+                ],
+                "usage": usage,
+            }
+        )
     if checked.response_format == "text":
+        if transcript.has_speakers:
+            return PlainTextResponse(WRITERS["txt"].render(transcript))
         return PlainTextResponse(transcript.text + "\n")
     return PlainTextResponse(WRITERS[checked.response_format].render(transcript))
 
 
-def _segment(number: int, segment: Segment) -> dict[str, Any]:
-    return {
+def _segment(number: int, segment: Segment, transcript: Transcript) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "id": number,
         "seek": int(segment.start * 100),  # as Whisper's: the 10 ms frame it starts at
         "start": segment.start,
@@ -414,6 +458,9 @@ def _segment(number: int, segment: Segment) -> dict[str, Any]:
         "tokens": [],
         "temperature": 0.0,  # greedy decoding
     }
+    if segment.speaker is not None:
+        out["speaker"] = transcript.speaker_name(segment.speaker)
+    return out
 
 
 def _event(data: dict[str, Any]) -> bytes:
