@@ -3,18 +3,21 @@
 1. Speak a known phrase with espeak-ng (voice en-us, 150 wpm), then sox to 16 kHz mono 16-bit
    wav (no dither, so the wav is the same on every run).
 2. Speak 24 other sentences made of the phrase's words (135-165 wpm) and each word alone, so
-   the model must listen rather than memorise one token sequence.
+   the model must listen rather than memorise one token sequence; and the sentences of the
+   speaker tests' dialogue (tests/tiny_models.py ``PHRASE_DIALOGUE``) in both of its voices.
 3. Build a tiny ``EncDecRNNTBPEModel`` (FastConformer + TDT, see tests/tiny_models.py) and
    train it on CPU on utterances of 1-3 sentences or strung-together words, with silence
-   padding, gaps, gain changes and 44.1 kHz stereo round trips. Loss: a vectorised pure-PyTorch
-   TDT loss (NeMo's ``tdt`` loss needs numba-CUDA; its ``tdt_pytorch`` calls ``.cuda()``) with
-   each token's emission restricted to the frames of its sentence/word (timestamps follow the
-   audio), plus an auxiliary CTC loss on a throw-away head over the encoder.
+   padding, gaps, gain changes and 44.1 kHz stereo round trips, and on the two voices taking
+   turns. Loss: a vectorised pure-PyTorch TDT loss (NeMo's ``tdt`` loss needs numba-CUDA; its
+   ``tdt_pytorch`` calls ``.cuda()``) with each token's emission restricted to the frames of its
+   sentence/word (timestamps follow the audio), plus an auxiliary CTC loss on a throw-away head
+   over the encoder.
 4. ``save_to`` the .nemo, then check that the real ``model.transcribe(..., timestamps=True)``
-   returns the phrase for each variant tests use (exit status 1 otherwise).
+   returns the phrase for each variant tests use, and every word of fixtures/phrase-dialogue.wav
+   (written by scripts/make_tiny_sortformer.py; exit status 1 otherwise).
 
 Seeded and deterministic on CPU (same torch and espeak-ng versions, same --threads).
-Run: ``uv run python scripts/make_tiny_parakeet.py`` (about 45 s of training on 2 cores).
+Run: ``uv run python scripts/make_tiny_parakeet.py`` (about 3 minutes of training on one core).
 """
 
 from __future__ import annotations
@@ -58,11 +61,13 @@ class Clip:
     units: list[Unit]
 
 
-def speak(text: str, out_wav: Path, rate: int = RATE_WPM) -> None:
+def speak(text: str, out_wav: Path, rate: int = RATE_WPM, voice: tuple[str, list[str]] = (VOICE, [])) -> None:
     """espeak-ng (22.05 kHz) -> sox -> 16 kHz mono 16-bit PCM wav."""
+    name, extra = voice
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
-        subprocess.run(["espeak-ng", "-v", VOICE, "-s", str(rate), "-w", str(raw), text], check=True)
+        cmd = ["espeak-ng", "-v", name, *extra, "-s", str(rate), "-w", str(raw), text]
+        subprocess.run(cmd, check=True)
         # -D: no dither, or every run gives a slightly different wav
         sox = ["sox", "-D", str(raw), "-r", str(SR), "-c", "1", "-b", "16", str(out_wav)]
         subprocess.run(sox, check=True)
@@ -73,9 +78,11 @@ def speech_span(x: np.ndarray, thresh: float = 0.02) -> tuple[int, int]:
     return int(loud[0]), int(loud[-1]) + 1
 
 
-def speak_clip(text: str, tmp: Path, rate: int, trim: bool = False) -> Clip:
+def speak_clip(
+    text: str, tmp: Path, rate: int, trim: bool = False, voice: tuple[str, list[str]] = (VOICE, [])
+) -> Clip:
     wav = tmp / "s.wav"
-    speak(text, wav, rate)
+    speak(text, wav, rate, voice)
     x, sr = sf.read(wav, dtype="float32")
     assert sr == SR and x.ndim == 1
     a, b = speech_span(x)
@@ -135,6 +142,8 @@ class Corpus:
     phrase: Clip
     sentences: list[Clip]
     words: dict[str, list[Clip]]  # word -> the same word at a few speaking rates
+    # The sentences of tiny_models.PHRASE_DIALOGUE in each of its two voices, at a few rates
+    dialogue: list[list[tuple[str, Clip]]]
 
 
 def build_corpus(audio: np.ndarray, n_sentences: int, tmp: Path) -> Corpus:
@@ -145,7 +154,12 @@ def build_corpus(audio: np.ndarray, n_sentences: int, tmp: Path) -> Corpus:
     sents = [speak_clip(s, tmp, rng.choice(rates)) for s in random_sentences(n_sentences, rng)]
     vocab = sorted(set(PHRASE.rstrip(".").split()))
     words = {w: [speak_clip(w, tmp, r, trim=True) for r in (150, 175)] for w in vocab}
-    return Corpus(phrase, sents, words)
+    lines = list(dict.fromkeys(text for _, text in tiny_models.PHRASE_DIALOGUE))
+    dialogue = [
+        [(t, speak_clip(t, tmp, r, trim=True, voice=v)) for t in lines for r in (145, 160, 175)]
+        for v in tiny_models.SPEAKER_VOICES
+    ]
+    return Corpus(phrase, sents, words, dialogue)
 
 
 def make_example(corpus: Corpus, rng: random.Random, kind: str) -> Clip:
@@ -157,6 +171,15 @@ def make_example(corpus: Corpus, rng: random.Random, kind: str) -> Clip:
     """
     if kind == "clean":
         return corpus.phrase
+    if kind == "dialogue":  # the two voices taking turns (either one first), as in the speaker tests
+        first = rng.randrange(2)
+        picks = [rng.choice(corpus.dialogue[(first + i) % 2]) for i in range(rng.randint(1, 4))]
+        clips = [clip for _, clip in picks]
+        gaps = [rng.uniform(0.3, 1.0) for _ in clips]
+        left = rng.uniform(0.0, 1.0)
+        clip = concat(clips, gaps, left)
+        x = pad(clip.audio, 0.0, rng.uniform(0.0, 1.0)) * rng.choice([1.0, rng.uniform(0.3, 1.2)])
+        return Clip(x.astype(np.float32), clip.units)
     if kind == "words":
         rest = [w for w in corpus.words if w != "The"]
         seq = ["The", *rng.sample(rest, rng.randint(2, len(rest)))]
@@ -284,7 +307,7 @@ def train(
     durations = list(model.cfg.model_defaults.tdt_durations)
     blank = model.decoder.blank_idx
     ctc_head = torch.nn.Linear(model.cfg.encoder.d_model, blank + 1)
-    kinds = ["clean", "single", "multi", "multi", "words", "words"]
+    kinds = ["clean", "single", "multi", "multi", "words", "words", "dialogue", "dialogue"]
     params = list(model.parameters()) + list(ctc_head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
@@ -371,11 +394,11 @@ def check_variants(model: Any, audio: np.ndarray, text: str, tmp: Path) -> dict[
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=tiny_models.FIXTURES)
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--sentences", type=int, default=24)
     ap.add_argument("--ctc-weight", type=float, default=0.3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
 
     random.seed(SEED)
@@ -408,6 +431,13 @@ def main() -> None:
         model.save_to(str(nemo))
         print(f"saved {nemo} ({os.path.getsize(nemo) / 1e6:.2f} MB)")
         ok = check_variants(model, audio, PHRASE, tmp)
+        dialogue_wav = args.out / tiny_models.PHRASE_DIALOGUE_WAV.name
+        if not dialogue_wav.exists():
+            dialogue_wav = tiny_models.PHRASE_DIALOGUE_WAV
+        want = " ".join(text for _, text in tiny_models.PHRASE_DIALOGUE)
+        hyp = model.transcribe([str(dialogue_wav)], timestamps=True, verbose=False)[0]
+        ok["phrase dialogue, two voices"] = hyp.text == want
+        print(f"  {'phrase dialogue':26s} {'OK ' if hyp.text == want else 'BAD'} {hyp.text!r}")
         held_out = speak_clip("The lazy fox jumps over the quick brown dog.", tmp, RATE_WPM)
         hyp = model.transcribe([held_out.audio], verbose=False)[0]
         print(f"  {'held-out sentence':26s} {hyp.text!r} (info only)")

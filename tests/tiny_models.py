@@ -24,12 +24,28 @@ if TYPE_CHECKING:
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY_PARAKEET_NEMO = FIXTURES / "tiny-parakeet.nemo"
+TINY_SORTFORMER_NEMO = FIXTURES / "tiny-sortformer.nemo"  # scripts/make_tiny_sortformer.py
 PHRASE_WAV = FIXTURES / "phrase.wav"
 PHRASE_TXT = FIXTURES / "phrase.txt"
+# Two espeak-ng voices taking turns with sentences of the phrase's words: both tiny models are
+# trained on them (scripts/make_tiny_parakeet.py, scripts/make_tiny_sortformer.py), which write
+# and check fixtures/phrase-dialogue.{wav,json}, so that the end-to-end speaker tests know every
+# word and its speaker. Voice 0 is en-us at pitch 40, voice 1 the female en-us+f3 at pitch 80.
+SPEAKER_VOICES = [("en-us", ["-p", "40"]), ("en-us+f3", ["-p", "80"])]
+PHRASE_DIALOGUE = [
+    (0, "The quick brown fox jumps over the lazy dog."),
+    (1, "The lazy dog jumps over the quick brown fox."),
+    (0, "The quick brown fox jumps over the lazy dog."),
+    (1, "The lazy dog jumps over the quick brown fox."),
+]
+PHRASE_DIALOGUE_GAPS = [0.6, 0.5, 0.7]
+PHRASE_DIALOGUE_WAV = FIXTURES / "phrase-dialogue.wav"
+PHRASE_DIALOGUE_JSON = FIXTURES / "phrase-dialogue.json"
 
 PARAKEET_REPO_ID = "nvidia/parakeet-tdt-0.6b-v2"
 CANARY_REPO_ID = "nvidia/canary-qwen-2.5b"
 QWEN_REPO_ID = "Qwen/Qwen3-1.7B"
+SORTFORMER_REPO_ID = "nvidia/diar_streaming_sortformer_4spk-v2"
 
 TDT_DURATIONS = [0, 1, 2, 3, 4]
 # Text the tiny tokenizers are trained on (the phrase plus some common English).
