@@ -10,11 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hubserver import HubServer
-from tiny_models import CANARY_REPO_ID, PARAKEET_REPO_ID, QWEN_REPO_ID
+from tiny_models import (
+    CANARY_REPO_ID,
+    PARAKEET_REPO_ID,
+    QWEN_REPO_ID,
+    SORTFORMER_REPO_ID,
+    TINY_SORTFORMER_NEMO,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OFFLINE_RUNNER = Path(__file__).resolve().parent / "offline.py"
 NEMO_NAME = "parakeet-tdt-0.6b-v2.nemo"
+SORTFORMER_NEMO_NAME = "diar_streaming_sortformer_4spk-v2.nemo"
 
 
 def sha256(data: bytes) -> str:
@@ -28,10 +35,12 @@ def read_folder(folder: Path) -> dict[str, bytes]:
 
 
 def seed_hub(hub: HubServer, nemo: bytes, canary: dict[str, bytes], llm: dict[str, bytes]) -> None:
-    """The three repos as the real hub lays them out, each with an older commit under main."""
+    """The four repos as the real hub lays them out, each with an older commit under main (the
+    speaker diarizer's holds the tiny Sortformer)."""
     readme = b"# model card\n"
     for repo, files in (
         (PARAKEET_REPO_ID, {NEMO_NAME: nemo, "README.md": readme}),
+        (SORTFORMER_REPO_ID, {SORTFORMER_NEMO_NAME: TINY_SORTFORMER_NEMO.read_bytes(), "README.md": readme}),
         (CANARY_REPO_ID, {**canary, "README.md": readme}),
         # The LLM repo also holds weights that a correct export must never fetch.
         (QWEN_REPO_ID, {**llm, "model.safetensors": os.urandom(300_000), "README.md": readme}),

@@ -4,6 +4,7 @@ on 127.0.0.1 (the same process that serves the page), with every socket off loop
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from conftest import RunningApp, launch_app
 from gradio_client import Client, handle_file
 from openai import OpenAI
 from store_env import REPO_ROOT, Project
-from tiny_models import PHRASE_TXT, PHRASE_WAV
+from tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
 
 from localstt.api import ApiServer
 from localstt.audio import decode_audio
@@ -181,7 +182,9 @@ def test_models_are_listed_with_their_pins(client: OpenAI, exported_project: Pro
         )
     )
     models = {model.id: model for model in client.models.list()}
-    assert set(models) == {"parakeet", "canary-qwen"} == set(pins)
+    assert (
+        set(models) == {"parakeet", "canary-qwen"} == set(pins) - {"sortformer"}
+    )  # the diarizer transcribes nothing
     for key, model in models.items():
         extra = model.model_extra or {}
         assert extra["revision"] == pins[key] and extra["exported"] is True
@@ -217,9 +220,11 @@ def test_refusals_are_openai_errors_and_the_server_keeps_serving(
     assert transcribe(client, language="en", prompt="Fox.", temperature=0.2).text == PHRASE  # type: ignore[attr-defined]
 
     for refused, param in [
-        ({"response_format": "diarized_json"}, "response_format"),
         ({"chunking_strategy": "auto"}, "chunking_strategy"),
-        ({"extra_body": {"known_speaker_names": ["Ana"]}}, "known_speaker_names"),
+        (
+            {"known_speaker_names": ["Ana"], "known_speaker_references": ["data:audio/wav;base64,AAAA"]},
+            "known_speaker_references",
+        ),
     ]:
         with pytest.raises(openai.BadRequestError) as unsupported:
             transcribe(client, **refused)
@@ -231,6 +236,34 @@ def test_refusals_are_openai_errors_and_the_server_keeps_serving(
 
     assert transcribe(client).text == PHRASE  # type: ignore[attr-defined]
     assert app.process.poll() is None
+
+
+def test_diarized_json_in_openais_shape(client: OpenAI):
+    truth = json.loads(PHRASE_DIALOGUE_JSON.read_text(encoding="utf-8"))
+    result = transcribe(client, PHRASE_DIALOGUE_WAV, response_format="diarized_json")
+    assert isinstance(result, openai.types.audio.TranscriptionDiarized)
+    assert result.task == "transcribe"
+    assert result.duration == pytest.approx(sf.info(PHRASE_DIALOGUE_WAV).duration, abs=1e-3)
+    # OpenAI's labels without known names: A, B, ... in order of first appearance
+    assert [(s.speaker, s.text) for s in result.segments] == [("AB"[t["speaker"]], t["text"]) for t in truth]
+    assert all(s.type == "transcript.text.segment" and s.start < s.end for s in result.segments)
+    assert [s.id for s in result.segments] == [f"seg_{n}" for n in range(len(truth))]
+    assert result.text == " ".join(t["text"] for t in truth)
+
+    named = transcribe(
+        client, PHRASE_DIALOGUE_WAV, response_format="diarized_json", known_speaker_names=["Ana", "Ben"]
+    )
+    assert [s.speaker for s in named.segments] == [["Ana", "Ben"][t["speaker"]] for t in truth]  # type: ignore[attr-defined]
+    # known names with another format label its segments too
+    verbose = transcribe(
+        client, PHRASE_DIALOGUE_WAV, response_format="verbose_json", known_speaker_names=["Ana"]
+    )
+    assert [(s.model_extra or {}).get("speaker") for s in verbose.segments] == [  # type: ignore[attr-defined]
+        ["Ana", "Speaker 2"][t["speaker"]] for t in truth
+    ]
+    with pytest.raises(openai.BadRequestError) as streamed:
+        transcribe(client, PHRASE_DIALOGUE_WAV, response_format="diarized_json", stream=True)
+    assert streamed.value.param == "stream"  # type: ignore[attr-defined]
 
 
 def test_the_key_is_required(app: RunningApp):

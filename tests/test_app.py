@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from conftest import RunningApp, launch_app
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from store_env import REPO_ROOT, Project
-from tiny_models import PHRASE_TXT, PHRASE_WAV
+from tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -69,21 +71,26 @@ def test_bad_upload_gets_a_clear_message_and_the_app_keeps_serving(app: RunningA
     assert app.process.poll() is None
 
 
+def launch_chromium(playwright: Any) -> Any:
+    """Debian's chromium, headless, asking nothing of the network."""
+    assert os.path.exists(CHROMIUM), "chromium is installed by scripts/test.sh"
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+        ],
+    )
+
+
 def test_in_a_real_browser(app: RunningApp):
     from playwright.sync_api import expect, sync_playwright
 
-    assert os.path.exists(CHROMIUM), "chromium is installed by scripts/test.sh"
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(app.url)
         page.locator("input[type=file]").first.set_input_files(str(PHRASE_WAV))
@@ -97,3 +104,62 @@ def test_in_a_real_browser(app: RunningApp):
         page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
         browser.close()
     assert (ARTIFACTS / "app.png").stat().st_size > 10_000
+
+
+def dialogue_truth() -> list[dict]:
+    return json.loads(PHRASE_DIALOGUE_JSON.read_text(encoding="utf-8"))
+
+
+def test_identify_speakers_over_http(app: RunningApp):
+    truth = dialogue_truth()
+    client = Client(app.url, verbose=False)
+    text, segments, downloads, _ = client.predict(
+        [handle_file(str(PHRASE_DIALOGUE_WAV))],
+        None,
+        "parakeet",
+        ["txt", "vtt"],
+        True,
+        "Ana, Ben",
+        api_name="/transcribe",
+    )
+    names = ["Ana", "Ben"]
+    assert text == "\n\n".join(f"{names[t['speaker']]}: {t['text']}" for t in truth)
+    assert segments["headers"] == ["file", "start", "end", "speaker", "text"]
+    assert [(row[3], row[4]) for row in segments["data"]] == [(names[t["speaker"]], t["text"]) for t in truth]
+    # the downloads carry the names
+    txt = next(Path(d) for d in downloads if str(d).endswith(".txt"))
+    assert txt.read_text(encoding="utf-8") == text + "\n"
+    vtt = next(Path(d) for d in downloads if str(d).endswith(".vtt"))
+    assert "<v Ana>" in vtt.read_text(encoding="utf-8") and "<v Ben>" in vtt.read_text(encoding="utf-8")
+
+
+def test_identify_speakers_in_a_real_browser(app: RunningApp):
+    from playwright.sync_api import expect, sync_playwright
+
+    truth = dialogue_truth()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app.url)
+        page.locator("input[type=file]").first.set_input_files(str(PHRASE_DIALOGUE_WAV))
+        page.get_by_label("Identify speakers").check()
+        page.locator("#speaker-names textarea, #speaker-names input").first.fill("Ana, Ben")
+        page.get_by_role("button", name="Transcribe", exact=True).click()
+        names = ["Ana", "Ben"]
+        want = "\n\n".join(f"{names[t['speaker']]}: {t['text']}" for t in truth)
+        expect(page.locator("#transcript textarea")).to_have_value(want, timeout=120_000)
+        cells = page.locator("#segments").get_by_role("row").nth(2).get_by_role("gridcell")
+        expect(cells).to_have_text(
+            [
+                "phrase-dialogue.wav",
+                re.compile(r"0:0\d\.\d{3}"),
+                re.compile(r"0:0\d\.\d{3}"),
+                "Ben",
+                truth[1]["text"],
+            ],
+            timeout=30_000,
+        )
+        page.screenshot(path=str(ARTIFACTS / "app-speakers.png"), full_page=True)
+        browser.close()
+    assert (ARTIFACTS / "app-speakers.png").stat().st_size > 10_000

@@ -45,6 +45,30 @@ def one_by_one(paths: list[Path], store: ModelStore, options: TranscribeOptions)
     return [engine.transcribe(path, "parakeet", options, store).segments for path in paths]
 
 
+LONGEST_STEP_S = 4 * 0.08  # TDT's longest step: 4 encoder frames of 80 ms
+PAUSE_S = 0.3
+
+
+def assert_same_but_ends_before_a_pause(batched: list, alone: list) -> None:
+    """The same segments and words at the same times, but for the ends of words followed by a pause.
+
+    A word's end is where the model's last step after it lands; before a pause every step up to
+    TDT's longest lands in silence, so the model is least sure there, and the slightly different
+    arithmetic of a padded batch may pick another step. Such an end may differ by at most that
+    step; nothing else may."""
+    assert len(batched) == len(alone)
+    for mine, theirs in zip(batched, alone, strict=True):
+        assert [(s.text, s.start) for s in mine] == [(s.text, s.start) for s in theirs]
+        words, others = [w for s in mine for w in s.words], [w for s in theirs for w in s.words]
+        assert [(w.text, w.start) for w in words] == [(w.text, w.start) for w in others]
+        for index, (word, other) in enumerate(zip(words, others, strict=True)):
+            if word.end == other.end:
+                continue
+            following = others[index + 1].start if index + 1 < len(others) else float("inf")
+            assert following - max(word.end, other.end) >= PAUSE_S, (word, other)
+            assert abs(word.end - other.end) <= LONGEST_STEP_S + 1e-6, (word, other)
+
+
 def test_batched_gives_the_same_text_and_timestamps_as_one_by_one(
     model_store: ModelStore, recordings, monkeypatch
 ):
@@ -62,7 +86,7 @@ def test_batched_gives_the_same_text_and_timestamps_as_one_by_one(
     results = transcribe_all(recordings, "parakeet", options, model_store)
     assert [r.path for r in results] == recordings  # in input order
     assert [r.failure for r in results] == [""] * len(recordings)
-    assert [r.transcript.segments for r in results] == alone  # type: ignore[union-attr]
+    assert_same_but_ends_before_a_pause([r.transcript.segments for r in results], alone)  # type: ignore[union-attr]
     assert [r.transcript.text for r in results] == [  # type: ignore[union-attr]
         PHRASE,
         f"{PHRASE} {PHRASE}",
@@ -84,7 +108,9 @@ def test_a_batch_size_caps_how_many_run_together(model_store: ModelStore, record
     )
     results = transcribe_all(recordings, "parakeet", options, model_store)
     assert calls == [2, 2, 1]
-    assert [r.transcript.segments for r in results] == one_by_one(recordings, model_store, options)  # type: ignore[union-attr]
+    assert_same_but_ends_before_a_pause(
+        [r.transcript.segments for r in results], one_by_one(recordings, model_store, options)
+    )  # type: ignore[union-attr]
 
 
 def test_one_bad_recording_costs_only_itself(model_store: ModelStore, recordings, tmp_path: Path):

@@ -217,3 +217,31 @@ def test_llm_question_returns_only_the_reply(model_store):
     assert "Summarise this transcript" not in answer.answer
     with pytest.raises(EngineError, match="no language model"):
         ask_llm(model_store, "parakeet", PHRASE, "Summarise.")
+
+
+def test_canary_windows_get_the_speaker_heard_most_in_them_and_say_so(model_store):
+    import json
+
+    from tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV
+
+    truth = json.loads(PHRASE_DIALOGUE_JSON.read_text(encoding="utf-8"))
+    result = transcribe(
+        PHRASE_DIALOGUE_WAV, "canary-qwen", TranscribeOptions.build(speakers=True), model_store
+    )
+    assert result.has_speakers and result.segments
+    assert all(not s.words and s.speaker is not None for s in result.segments)
+    assert result.notes[-1] == (
+        "Canary-Qwen gives no word times: each part is labelled with the speaker heard most in it"
+    )
+
+    def heard_most(start: float, end: float) -> int:
+        spoken = [0.0, 0.0]
+        for t in truth:
+            spoken[t["speaker"]] += max(0.0, min(end, t["end"]) - max(start, t["start"]))
+        return int(spoken[1] > spoken[0])
+
+    # one speaker number per true voice, whichever number the first window gave it
+    pairs = {(s.speaker, heard_most(s.start, s.end)) for s in result.segments}
+    assert len(pairs) == len({speaker for speaker, _ in pairs}) == len({voice for _, voice in pairs})
+    assert model_store.loaded("sortformer") is not None  # beside Canary-Qwen, not instead of it
+    assert model_store.loaded("canary-qwen") is not None

@@ -179,15 +179,17 @@ def test_path_traversal_filename_stays_in_the_upload_folder(abuse_app: RunningAp
     assert Path(stored).name.endswith("evil.wav") and "\\" not in Path(stored).name
     for outside in (Path("/etc/evil.wav"), Path("/tmp/evil.wav"), abuse_app.upload_dir.parent / "evil.wav"):
         assert not outside.exists()
-    event, data = call_raw(abuse_app, [[file_data(stored)], None, "parakeet", ["txt"]])
+    event, data = call_raw(abuse_app, [[file_data(stored)], None, "parakeet", ["txt"], False, ""])
     assert event == "complete" and data[0] == PHRASE
     assert not Path(stored).exists()  # deleted when the job ended
-    event, data = call_raw(abuse_app, [[file_data(stored)], None, "parakeet", ["txt"]])  # same path again
+    event, data = call_raw(
+        abuse_app, [[file_data(stored)], None, "parakeet", ["txt"], False, ""]
+    )  # same path again
     assert event == "error" and "this upload is no longer on the server" in json.dumps(data), data
 
     victim = abuse_app.upload_dir.parent / "victim.wav"
     shutil.copy(PHRASE_WAV, victim)
-    event, _ = call_raw(abuse_app, [[file_data(str(victim))], None, "parakeet", ["txt"]])
+    event, _ = call_raw(abuse_app, [[file_data(str(victim))], None, "parakeet", ["txt"], False, ""])
     assert event == "error"
     assert victim.read_bytes() == PHRASE_WAV.read_bytes()
     assert_still_serving(abuse_app, f"after the upload name {name!r}")

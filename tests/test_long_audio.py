@@ -213,6 +213,8 @@ def test_a_short_recording_gets_full_attention_and_says_so(model_store):
     assert data["options"] == {  # how it was made: the common options and Parakeet's own
         "max_audio_minutes": 180.0,
         "batch_minutes": 10.0,
+        "speakers": False,
+        "speaker_names": [],
         "full_attention_max_minutes": 24.0,
         "attention_memory_fraction": 0.8,
         "parakeet_batch_size": "auto",

@@ -127,6 +127,8 @@ def test_a_third_family_is_exported_loaded_and_transcribed_through_the_real_path
     options = {
         "max_audio_minutes": 180.0,
         "batch_minutes": 10.0,
+        "speakers": False,
+        "speaker_names": [],
         "clip_length_digits": 2,
         "clip_length_pause_s": 0.0,
     }

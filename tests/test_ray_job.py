@@ -25,7 +25,7 @@ import psutil
 import pytest
 import soundfile as sf
 from store_env import OFFLINE_RUNNER
-from tiny_models import PHRASE_TXT, PHRASE_WAV
+from tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
 
 from localstt.audio import decode_audio
 from localstt.errors import AudioError
@@ -151,6 +151,7 @@ def run_job(
     actors: int,
     config: Path | None = None,
     command: bool = False,
+    extra: tuple[str, ...] = (),
 ) -> Job:
     """The driver above (`command`: the CLI with --ray), in its own process with the network blocked,
     watched from here."""
@@ -182,7 +183,7 @@ def run_job(
             "--format",
             "txt,json",
         ]
-        arguments = [*argv, "--ray", "--actors", str(actors)]  # type: ignore[assignment]
+        arguments = [*argv, "--ray", "--actors", str(actors), *extra]  # type: ignore[assignment]
     process = subprocess.Popen(
         [sys.executable, str(OFFLINE_RUNNER), "--allow-loopback", str(driver), json.dumps(arguments)],
         env=env,
@@ -318,6 +319,28 @@ def test_the_command_with_ray_does_the_good_files_and_names_the_bad_one(
     )
     for path in (good[0], good[1], good[2]):
         assert (tmp_path / "out" / f"{path.stem}.txt").read_text().strip() == PHRASE
+    assert job.attempts == []
+    assert_only_loopback(job)
+    assert_ray_gone(job)
+
+
+def test_the_command_with_ray_names_the_speakers(exported_project, recordings, tmp_path: Path):
+    good, _ = recordings
+    truth = json.loads(PHRASE_DIALOGUE_JSON.read_text(encoding="utf-8"))
+    job = run_job(
+        exported_project,
+        tmp_path,
+        [PHRASE_DIALOGUE_WAV, good[0]],
+        1,
+        command=True,
+        extra=("--speaker-names", "Ana,Ben"),
+    )
+    assert job.returncode == 0, job.stderr[-3000:]
+    names = ["Ana", "Ben"]
+    want = "".join(f"{names[t['speaker']]}: {t['text']}\n\n" for t in truth).rstrip("\n") + "\n"
+    assert (tmp_path / "out" / "phrase-dialogue.txt").read_text(encoding="utf-8") == want
+    assert (tmp_path / "out" / f"{good[0].stem}.txt").read_text(encoding="utf-8") == f"Ana: {PHRASE}\n"
+    assert {entry.speakers for entry in job.lines} == {"on: Ana, Ben"}
     assert job.attempts == []
     assert_only_loopback(job)
     assert_ray_gone(job)

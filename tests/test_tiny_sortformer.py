@@ -104,4 +104,4 @@ def test_merged_with_words(diarized: list[str]):
     transcript = [Segment(words[0].start, words[-1].end, " ".join(w.text for w in words), tuple(words))]
     parts = assign_speakers(transcript, parse_turns(diarized))
     assert speakers_in_order(parts) == [0, 1]
-    assert [(p.speaker, p.segment.text) for p in parts] == [(t["speaker"], t["text"]) for t in TRUTH]
+    assert [(p.speaker, p.text) for p in parts] == [(t["speaker"], t["text"]) for t in TRUTH]
