@@ -68,8 +68,9 @@ def load_headline(row: ModelStatus) -> str:
 
 def status_markdown(store: ModelStore) -> str:
     rows = store.status()
-    headlines = [f"**{line}**" for row in rows if (line := load_headline(row))]
-    lines = [*headlines, *([""] if headlines else [])]
+    lines = []
+    for headline in (line for row in rows if (line := load_headline(row))):
+        lines += [f"**{headline}**", ""]  # a paragraph each
     lines += ["| model | repo @ pinned commit | on disk | state |", "|---|---|---|---|"]
     for row in rows:
         commit = row.revision[:12] or "not pinned yet"

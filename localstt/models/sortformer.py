@@ -7,8 +7,9 @@ Load: the archive's small members unpacked once beside it and its weights read w
 built on the meta device), float32 weights, under autocast on a GPU as Parakeet.
 
 Diarize: the whole recording in streaming mode, with the streaming settings saved in the export,
-whose speaker cache keeps the speakers' identities and the memory bounded however long the
-recording is; at most 4 speakers, 80 ms frames.
+whose speaker cache keeps the speakers' identities over hours; at most 4 speakers, 80 ms frames.
+NeMo computes the whole recording's spectrogram first, about 40 MB per minute of audio at the peak
+(benchmarks/speakers.py).
 """
 
 from __future__ import annotations
