@@ -57,18 +57,19 @@ def transcribe(
         audio: a file (decoded here, refused past `options.max_audio_minutes`) or decoded samples.
         model_key: a model of config.toml, e.g. "parakeet".
         options: how (TranscribeOptions.from_config gives config.toml's); the Transcript records them.
+            With `options.speakers`, config.toml's speaker diarizer says who spoke each word.
         store: where the model is loaded from and kept.
         progress: called with (fraction done, what is happening).
         segments_done: called with segments as they become final, in order, each segment once (all
-            of them at the end, for a model that reads the recording in one pass).
+            of them at the end, for a model that reads the recording in one pass, or with speakers).
 
     Returns:
-        The Transcript, with its segments, timings, notes and the options used.
+        The Transcript, with its segments, timings, notes and the options used (and the speakers).
 
     Raises:
         AudioError: the recording cannot be read (this file only).
         EngineError: it failed in a way the user can act on, e.g. out of memory (this file only).
-        ExportError, LoadError, ConfigError: the model cannot be used (the whole run).
+        ExportError, LoadError, ConfigError: the model (or the diarizer) cannot be used (the whole run).
     """
     report: Progress = progress or (lambda fraction, message: None)
     timings: dict[str, float] = {}
