@@ -134,6 +134,10 @@ def test_preload_defaults_to_the_first_model_and_names_only_models(exported_proj
     kept = both.read_text().replace("keep_all_loaded = false", "keep_all_loaded = true")
     both.write_text(kept)
     assert load_config(both).app.preload == ("parakeet", "canary-qwen")
+    # the speaker diarizer is loaded beside a transcription model, so it may join one
+    beside = with_preload(exported_project, tmp_path / "beside", '["parakeet", "sortformer"]')
+    assert load_config(beside).runtime.keep_all_loaded is False
+    assert load_config(beside).app.preload == ("parakeet", "sortformer")
 
 
 # --------------------------------------------------------------------------- in process
