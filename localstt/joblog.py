@@ -69,8 +69,8 @@ def speakers_setting(options: TranscribeOptions) -> str:
     """What a job line records of the speaker options: "" (off), "on", or "on: Ana, Ben"."""
     if not options.speakers:
         return ""
-    names = ", ".join(name.strip() for name in options.speaker_names)
-    return f"on: {names}" if names.strip(", ") else "on"
+    names = [name.strip() for name in options.speaker_names]
+    return f"on: {', '.join(names)}" if any(names) else "on"
 
 
 class JobLog:

@@ -141,9 +141,8 @@ class TranscribeOptions:
             name: getattr(self, name) for name in _field_names(TranscribeOptions) if name != "family_options"
         }
         used = {**common, **dataclasses.asdict(self.of(options_type))}
-        return {
-            name: list(value) if isinstance(value, tuple) else value for name, value in used.items()
-        }  # as JSON
+        # as JSON has them: tuples (speaker_names) as lists, so a transcript read back is equal
+        return {name: list(value) if isinstance(value, tuple) else value for name, value in used.items()}
 
 
 def _field_names(options_type: type[Any]) -> set[str]:

@@ -59,8 +59,6 @@ def build_cues(
     transcript: Transcript, max_chars: int = 42, max_lines: int = 2, max_duration: float = 7.0
 ) -> list[Cue]:
     """The transcript as readable subtitle cues, in time order (see the module docstring)."""
-    if max_chars < 1 or max_lines < 1 or max_duration <= 0:
-        raise ValueError("max_chars, max_lines and max_duration must be positive")
     return [cue for cue, _ in speaker_cues(transcript, max_chars, max_lines, max_duration, lead=False)]
 
 

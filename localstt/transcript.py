@@ -110,17 +110,15 @@ class Transcript:
         return data
 
     def _segment_dict(self, segment: Segment) -> dict[str, Any]:
-        def named(item: Word | Segment, keys: tuple[str, ...]) -> dict[str, Any]:
-            out = {key: getattr(item, key) for key in keys}
-            if item.speaker is not None:
-                out["speaker"] = self.speaker_name(item.speaker)
-            return out
+        words = [
+            self._named({"text": w.text, "start": w.start, "end": w.end}, w.speaker) for w in segment.words
+        ]
+        fields = {"start": segment.start, "end": segment.end, "text": segment.text, "words": words}
+        return self._named(fields, segment.speaker)
 
-        out = named(segment, ("start", "end", "text"))
-        out["words"] = [named(word, ("text", "start", "end")) for word in segment.words]
-        if "speaker" in out:  # after the words, as before speakers existed
-            out["speaker"] = out.pop("speaker")
-        return out
+    def _named(self, fields: dict[str, Any], speaker: int | None) -> dict[str, Any]:
+        """`fields`, with the speaker's name last when there is one."""
+        return fields if speaker is None else {**fields, "speaker": self.speaker_name(speaker)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Transcript:

@@ -52,6 +52,9 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS_MEMBER = "model_weights.ckpt"
 UNPACKED_PREFIX = ".unpacked-"
+# Room, beyond the export's own files, for what this loader unpacks beside a .nemo:
+# ".unpacked-<16 hex>/" and NeMo's "<32 hex>_tokenizer.model"-like member names.
+UNPACKED_PATH_MARGIN = 80
 SIDECAR_NAME = "unpacked.json"
 TESTED_TORCH = ((2, 6), (2, 15))  # torch.serialization._load(overall_storage=..., weights_only=...)
 
@@ -318,10 +321,10 @@ def load_nemo(
     only, for a class that cannot be built on the meta device."""
     record = next(r for r in manifest.files if r.path.endswith(".nemo"))
     layout = read_layout(export_dir / record.path)  # refuses links, absolute paths and ".."
-    problem = fast_path_problem(layout) if mapped else None
     with unpacked_folder(layout, record.sha256) as folder:
         if not mapped:
             return _restore(layout, folder, False, device, model_class), "plain"
+        problem = fast_path_problem(layout)
         if problem is None:
             try:
                 return _restore(layout, folder, True, device, model_class), "mapped"

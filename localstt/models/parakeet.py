@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from localstt import memory
-from localstt.loading.nemo_archive import load_nemo, plan_one_nemo
+from localstt.loading.nemo_archive import UNPACKED_PATH_MARGIN, load_nemo, plan_one_nemo
 from localstt.models.family import ModelFamily, Progress, SegmentsDone, register
 from localstt.options import FamilyOptions, Limit, setting
 from localstt.precision import ModelMakeup, Precision, autocast_context, autocast_forward
@@ -35,9 +35,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Room, beyond the export's own files, for what the loader unpacks beside a .nemo (nemo_archive.py):
-# ".unpacked-<16 hex>/" and NeMo's "<32 hex>_tokenizer.model"-like member names.
-UNPACKED_PATH_MARGIN = 80
 AUTO_BATCH = 128  # the most recordings "auto" runs at once (the Open ASR leaderboard's batch)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from localstt.errors import EngineError
-from localstt.loading.nemo_archive import load_nemo, plan_one_nemo
+from localstt.loading.nemo_archive import UNPACKED_PATH_MARGIN, load_nemo, plan_one_nemo
 from localstt.models.family import ModelFamily, Progress, SegmentsDone, register
 from localstt.precision import ModelMakeup, Precision, autocast_context
 from localstt.speakers import parse_turns
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_SPEAKERS = 4  # what the model's output layer has room for
-
 
 class Sortformer(ModelFamily):
     kind: ClassVar[str] = "sortformer"
@@ -48,7 +46,7 @@ class Sortformer(ModelFamily):
     makeup: ClassVar[ModelMakeup] = ModelMakeup("Sortformer")
     transcribes: ClassVar[bool] = False
     diarizes: ClassVar[bool] = True
-    loader_path_margin: ClassVar[int] = 80  # as Parakeet's: what the loader unpacks beside the .nemo
+    loader_path_margin: ClassVar[int] = UNPACKED_PATH_MARGIN
 
     def plan(self, api: HfApi, spec: ModelSpec) -> list[RemoteFile]:
         return plan_one_nemo(api, spec)
@@ -76,8 +74,7 @@ class Sortformer(ModelFamily):
     def diarize(self, loaded: LoadedModel, audio: DecodedAudio, progress: Progress) -> list[SpeakerTurn]:
         import torch
 
-        model = loaded.model
-        progress(0.0, "identifying speakers")
+        model = loaded.model  # the engine has said "identifying speakers"
         # diarize() prints a "Streaming Steps" progress bar to stderr even with verbose=False
         with (
             torch.inference_mode(),
