@@ -18,13 +18,16 @@ from contextlib import closing
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 import soundfile as sf
 import soxr
 
 from localstt.errors import AudioError
+
+if TYPE_CHECKING:  # PyAV is imported where a file needs it: most recordings never do
+    import av
 
 TARGET_RATE = 16_000
 SILENCE_PEAK = 10 ** (-60 / 20)  # a recording whose loudest sample is below -60 dBFS is "silent"
@@ -84,6 +87,8 @@ def probe_seconds(path: Path) -> float | None:
             return float(info.frames) / float(info.samplerate)
     except (sf.SoundFileError, OSError, RuntimeError):
         pass
+    import av
+
     try:
         with av.open(f"file:{path}", container_options={"protocol_whitelist": "file"}) as container:
             if container.duration is not None and container.duration > 0:
@@ -198,6 +203,8 @@ def _decode_soundfile(
 
 
 def _decode_pyav(path: Path, head: bytes, max_seconds: float | None) -> DecodedAudio:
+    import av
+
     name, kind = path.name, _sniff(head) or ""
     if not kind and _is_text(head):  # text (a playlist, a list of files) is never a recording
         raise AudioError(_not_audio(name, head))
@@ -265,6 +272,8 @@ def _pyav_frames(
     layout even if a frame changes its format, rate or layout; a packet that fails to decode is
     skipped unless most do, and a demuxing error ends the stream (the truncation check follows).
     """
+    import av
+
     codec = stream.codec_context
     converter = _PackedFloat(codec.layout, codec.sample_rate, codec.channels)
     good = bad = 0
@@ -314,6 +323,8 @@ class _PackedFloat:
         if frame is None:
             return
         if self._resampler is None:
+            import av
+
             self._resampler, self._source = av.AudioResampler("flt", self._layout, self._rate), source
         yield from self._arrays(self._resampler.resample(frame))
 
