@@ -55,7 +55,19 @@ class DecodedAudio:
     duration: float
     source_sample_rate: int
     source_channels: int
-    decoder: str  # "soundfile" or "pyav"
+    decoder: str  # "soundfile" or "pyav" ("silence": made by `silence`, not decoded)
+
+
+def silence(seconds: float) -> DecodedAudio:
+    """`seconds` of digital silence, as if decoded (a model's first run uses it)."""
+    samples = np.zeros(round(seconds * TARGET_RATE), dtype=np.float32)
+    return DecodedAudio(
+        samples=samples,
+        duration=seconds,
+        source_sample_rate=TARGET_RATE,
+        source_channels=1,
+        decoder="silence",
+    )
 
 
 def decode_audio(path: Path, max_seconds: float | None) -> DecodedAudio:

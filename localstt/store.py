@@ -7,7 +7,10 @@
 Each model's load has a state (`load_state`: idle, loading with its stage, ready, or failed with its
 sentence) for the app's status panel. Loads run one at a time under the store's lock: a caller that
 comes while a model loads waits for that load (`progress` says so) and never starts a second one;
-when the load it waited for failed, it gets the same error. `warm_up` loads in the background.
+when the load it waited for failed, it gets the same error. `warm_up` loads in the background, then
+runs the model once on a second of quiet before calling it ready (its family's `first_run`), so that
+what only a first run costs (weights paged in, kernels chosen, CUDA graphs captured) is not the first
+job's to pay; a job that comes meanwhile waits for it like for the load.
 
 A model in use is never unloaded under its user. With `keep_all_loaded = false` in config.toml only
 one transcription model stays loaded (a speaker diarizer stays beside it): loading another waits
@@ -192,12 +195,14 @@ class ModelStore:
             return self._load_locked(key, verify, progress, waited_for)
 
     def warm_up(self, key: str) -> LoadedModel | None:
-        """Load `key` now (meant for a background thread): the model, or None when it failed, the
-        failure's sentence being in its load state (and an unexpected error's traceback in the log file)."""
+        """Load `key` now and run it once (meant for a background thread): the model, or None when it
+        failed, the failure's sentence being in its load state (and an unexpected error's traceback in
+        the log file)."""
         from localstt.logfile import report_unexpected
 
         try:
-            return self.load(key)
+            with self._locked(key, None) as waited_for:
+                return self._load_locked(key, None, None, waited_for, first_run=True)
         except LocalSttError as error:
             logger.error("%s could not be loaded: %s", key, error)
         except Exception as error:
@@ -251,7 +256,9 @@ class ModelStore:
         verify: VerifyMode | None,
         progress: StageReport | None = None,
         waited_for: int | None = None,
+        first_run: bool = False,
     ) -> LoadedModel:
+        """`first_run`: before it counts as ready, run the model once (its family's `first_run`)."""
         spec = self.config.model(key)
         if (cached := self._loaded.get(key)) is not None:
             return cached
@@ -297,6 +304,8 @@ class ModelStore:
             self._states[key] = LoadState("failed", "", sentence, attempt, time.monotonic())
             raise
         loaded = LoadedModel(spec, manifest, model, device, seconds, export_dir, method, precision)
+        if first_run:
+            self._first_run(loaded, stage)
         self._loaded[key] = loaded
         self._errors.pop(key, None)
         self._states[key] = LoadState("ready", "", "", attempt, time.monotonic())
@@ -310,6 +319,20 @@ class ModelStore:
             precision.describe(),
         )
         return loaded
+
+    def _first_run(self, loaded: LoadedModel, stage: StageReport) -> None:
+        """The family's `first_run`, as a load stage of its own. A first run that fails is only
+        logged: the model is loaded, and a job on it will say what is wrong with its own sentence."""
+        stage("a first run, on a second of quiet")
+        started = time.perf_counter()
+        try:
+            with loaded.lock:
+                loaded.family.first_run(loaded)
+        except Exception as error:
+            logger.warning("%s: its first run failed (%s: %s)", loaded.spec.key, type(error).__name__, error)
+            memory.release_memory(loaded.device)
+            return
+        logger.info("%s: first run done in %.1f s", loaded.spec.key, time.perf_counter() - started)
 
     def _drop(self, loaded: LoadedModel) -> None:
         """Take `loaded` out of the store; free it now, or when its last use ends."""

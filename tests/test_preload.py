@@ -328,3 +328,64 @@ def test_the_app_gets_ready_by_itself(served: Client):
         seen.append(status_over_http(served))
     assert f"**{READY}**" in seen[-1], seen[-1]
     assert "| parakeet |" in seen[-1] and "loaded on cpu (float32)" in seen[-1]
+
+
+class FirstRunSpy:
+    """The family's real `first_run`, counted, with what the status said and the model calls it made."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, family: Any, app: TranscriptionApp) -> None:
+        self.real, self.app = family.first_run, app
+        self.statuses: list[str] = []
+        self.model_calls = 0
+        self.held_lock: list[bool] = []
+        monkeypatch.setattr(family, "first_run", self.first_run)
+
+    def first_run(self, loaded: Any) -> None:
+        self.statuses.append(status_markdown(self.app.store))
+        self.held_lock.append(loaded.lock.locked())
+        model_transcribe = loaded.model.transcribe
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.model_calls += 1
+            return model_transcribe(*args, **kwargs)
+
+        loaded.model.transcribe = counted
+        try:
+            self.real(loaded)
+        finally:
+            del loaded.model.transcribe
+
+
+def test_the_warm_up_runs_the_model_once_before_calling_it_ready(
+    exported_project: Project, spy: LoadSpy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    app = make_app(exported_project.config, tmp_path)
+    first = FirstRunSpy(monkeypatch, spy.family, app)
+    thread = app.start_preload(after_server=False)
+    assert thread is not None
+    thread.join(300)
+    (said,) = first.statuses
+    assert "**loading parakeet… a first run, on a second of quiet (" in said and READY not in said
+    assert first.held_lock == [True] and first.model_calls == 1  # the real model ran, lock held
+    assert f"**{READY}**" in status_markdown(app.store)
+    text, rows, written, status = app.transcribe([upload(tmp_path)], None, "parakeet", ["txt"], Progress(""))
+    assert text == PHRASE and spy.calls == 1 and len(first.statuses) == 1  # no second load or first run
+    # a load that a job asks for (no warm-up) makes no first run: the job itself is the first
+    ModelStore(load_config(exported_project.config)).load("parakeet")
+    assert spy.calls == 2 and len(first.statuses) == 1
+
+
+def test_a_failed_first_run_leaves_the_model_ready_for_the_job(
+    exported_project: Project, spy: LoadSpy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    def first_run(loaded: Any) -> None:
+        raise RuntimeError("no kernel image is available for execution on the device")
+
+    monkeypatch.setattr(spy.family, "first_run", first_run)
+    app = make_app(exported_project.config, tmp_path)
+    thread = app.start_preload(after_server=False)
+    assert thread is not None
+    thread.join(300)
+    assert f"**{READY}**" in status_markdown(app.store)
+    text, *_ = app.transcribe([upload(tmp_path)], None, "parakeet", ["txt"], Progress(""))
+    assert text == PHRASE and spy.calls == 1

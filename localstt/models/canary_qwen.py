@@ -161,6 +161,12 @@ class CanaryQwen(ModelFamily):
             first += len(batch)
         return segments, notes
 
+    def first_run(self, loaded: LoadedModel) -> None:
+        from localstt.audio import silence
+
+        quiet = silence(1.0).samples
+        _transcribe_windows(loaded, quiet, [(0, len(quiet))], CanaryQwenOptions(canary_max_new_tokens=1))
+
     def ask(self, loaded: LoadedModel, transcript_text: str, question: str, max_new_tokens: int) -> str:
         import torch
         from nemo.collections.common.prompts import PromptFormatter

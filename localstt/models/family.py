@@ -97,6 +97,12 @@ class ModelFamily(ABC):
         """(segments, notes on how it was done) for one recording. `options` is an `options_type`.
         Called with `loaded.lock` held."""
 
+    def first_run(self, loaded: LoadedModel) -> None:
+        """Run the model once on a second of quiet, so that what only a first run costs (weights paged
+        in from a mapped file, kernels chosen, the decoder's CUDA graphs captured) is paid by the app's
+        background warm-up instead of the first job. Called with `loaded.lock` held; by default nothing."""
+        return None
+
     def transcribe_batch(
         self, loaded: LoadedModel, audios: Sequence[DecodedAudio], options: Any, progress: Progress
     ) -> list[tuple[list[Segment], list[str]]]:

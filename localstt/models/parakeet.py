@@ -113,6 +113,11 @@ class Parakeet(ModelFamily):
             notes.append(f"{said} in full attention; transcribed again with local attention")
         return _segments(hypothesis, audio), notes
 
+    def first_run(self, loaded: LoadedModel) -> None:
+        from localstt.audio import silence
+
+        _run(loaded, silence(1.0), ParakeetOptions(), local=False)
+
     def transcribe_batch(
         self, loaded: LoadedModel, audios: Sequence[DecodedAudio], options: Any, progress: Progress
     ) -> list[tuple[list[Segment], list[str]]]:
