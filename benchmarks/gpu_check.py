@@ -182,7 +182,7 @@ def recording(utterances: list[Any], minutes: float) -> Any:
 # --------------------------------------------------------------------------- building and exporting
 
 
-def build(kind: str, workdir: Path, tiny: bool, audio: Path) -> dict[str, Any]:
+def build(kind: str, workdir: Path, tiny: bool, audio: Path, device: str) -> dict[str, Any]:
     """The files the hub serves for one model (in a child: the builds import NeMo)."""
     from tiny_models import TINY_PARAKEET_NEMO, TINY_SORTFORMER_NEMO
 
@@ -197,7 +197,7 @@ def build(kind: str, workdir: Path, tiny: bool, audio: Path) -> dict[str, Any]:
         speech = workdir / "parakeet" / "speech-30s.wav"
         speech.parent.mkdir(parents=True, exist_ok=True)
         sf.write(speech, recording(read_utterances(audio), 0.5), RATE, subtype="PCM_16")
-        nemo, parameters, shift = build_parakeet_nemo(workdir / "parakeet", FULL)
+        nemo, parameters, shift = build_parakeet_nemo(workdir / "parakeet", FULL, device)
         return {"files": {nemo.name: str(nemo)}, "parameters": parameters, "blank_bias_shift": shift}
     if kind == "canary-qwen":
         from canary import CANARY_FULL, CANARY_QUICK, build_canary_repos
@@ -573,7 +573,9 @@ def child_speakers(args: dict[str, Any]) -> None:
 
 
 def child_build(args: dict[str, Any]) -> None:
-    emit("built", build(args["kind"], Path(args["workdir"]), args["tiny"], Path(args["audio"])))
+    emit(
+        "built", build(args["kind"], Path(args["workdir"]), args["tiny"], Path(args["audio"]), args["device"])
+    )
 
 
 CHILDREN = {
@@ -754,7 +756,7 @@ def check(args: argparse.Namespace) -> int:
         for kind in kinds:
             print(f"build and export {kind} ...", flush=True)
             mark = time.perf_counter()
-            built = run_builder(kind, workdir, args.tiny, audio, env)
+            built = run_builder(kind, workdir, args.tiny, audio, env, args.device)
             exported = export(kind, built, project)
             steps[f"{kind}_export"] = {"build_s": round(time.perf_counter() - mark, 2), **exported, "on": on}
             steps[f"{kind}_export"] |= {k: v for k, v in built.items() if k not in ("files", "llm_files")}
@@ -817,9 +819,11 @@ def check(args: argparse.Namespace) -> int:
     return 1 if failed or steps.get("switching", {}).get("passed") is False else 0
 
 
-def run_builder(kind: str, workdir: Path, tiny: bool, audio: Path, env: dict[str, str]) -> dict[str, Any]:
+def run_builder(
+    kind: str, workdir: Path, tiny: bool, audio: Path, env: dict[str, str], device: str = "cpu"
+) -> dict[str, Any]:
     """`build` in a fresh process (NeMo and the full-size model never sit in this one)."""
-    arguments = {"kind": kind, "workdir": str(workdir), "tiny": tiny, "audio": str(audio)}
+    arguments = {"kind": kind, "workdir": str(workdir), "tiny": tiny, "audio": str(audio), "device": device}
     lines = run_child("build", arguments, env, 3600)
     if lines[-1]["step"] != "built":
         raise RuntimeError(f"building {kind} failed: {lines[-1]['error']}")

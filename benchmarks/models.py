@@ -112,9 +112,11 @@ def calibrate_blank_bias(model: Any, speech: Path, tokens_per_second: float = TO
     samples, _ = sf.read(str(speech), dtype="float32")
     wanted = tokens_per_second * len(samples) / 16000
     layer, blank = model.joint.joint_net[-1], model.decoder.blank_idx
+    device = layer.weight.device
     with torch.inference_mode():
-        signal = torch.from_numpy(samples)[None]
-        features, lengths = model.preprocessor(input_signal=signal, length=torch.tensor([signal.shape[1]]))
+        signal = torch.from_numpy(samples)[None].to(device)
+        length = torch.tensor([signal.shape[1]], device=device)
+        features, lengths = model.preprocessor(input_signal=signal, length=length)
         encoded, encoded_lengths = model.encoder(audio_signal=features, length=lengths)
         base = float(layer.bias[blank])
 
@@ -133,8 +135,9 @@ def calibrate_blank_bias(model: Any, speech: Path, tokens_per_second: float = TO
     return high
 
 
-def build_parakeet_nemo(workdir: Path, sizes: dict[str, int]) -> tuple[Path, int, float]:
-    """Save a random-weight Parakeet-shaped model as a .nemo (once): (path, parameters, blank shift)."""
+def build_parakeet_nemo(workdir: Path, sizes: dict[str, int], device: str = "cpu") -> tuple[Path, int, float]:
+    """Save a random-weight Parakeet-shaped model as a .nemo (once): (path, parameters, blank shift).
+    `device`: where the blank bias is calibrated (decoding random weights is slow on a CPU)."""
     nemo = workdir / "parakeet-tdt-0.6b-v2.nemo"
     facts = workdir / "model.json"
     if nemo.exists() and facts.exists():
@@ -149,7 +152,8 @@ def build_parakeet_nemo(workdir: Path, sizes: dict[str, int]) -> tuple[Path, int
     tokenizer = build_tokenizer(workdir / "tokenizer", sizes["vocab_size"])
     torch.manual_seed(0)
     model = EncDecRNNTBPEModel(cfg=OmegaConf.create(parakeet_config(tokenizer, sizes))).eval()
-    shift = calibrate_blank_bias(model, make_speech(workdir, 30.0))
+    shift = calibrate_blank_bias(model.to(device), make_speech(workdir, 30.0))
+    model = model.cpu()
     parameters = sum(p.numel() for p in model.parameters())
     partial = nemo.with_suffix(".partial")
     model.save_to(str(partial))
