@@ -161,6 +161,40 @@ def _assert_same_model(project: Project, loaded: model_loader.LoadedModel) -> No
     assert hypothesis.text == PHRASE
 
 
+def test_a_loader_without_weights_only_as_in_torch_2_11_still_maps(fast_project: Project, monkeypatch):
+    """torch 2.11's private `_load` takes no `weights_only` (torch.load restricts through the unpickler
+    it passes alone); the mapped load must work with that signature, not fall back."""
+    import torch.serialization
+
+    real = torch.serialization._load
+    calls: list[dict[str, object]] = []
+
+    def load_as_in_2_11(
+        zip_file,
+        map_location,
+        pickle_module,
+        pickle_file="data.pkl",
+        overall_storage=None,
+        **pickle_load_args,
+    ):
+        calls.append({"pickle_module": pickle_module, **pickle_load_args})
+        return real(
+            zip_file,
+            map_location,
+            pickle_module,
+            pickle_file=pickle_file,
+            overall_storage=overall_storage,
+            **pickle_load_args,
+        )
+
+    monkeypatch.setattr(torch.serialization, "_load", load_as_in_2_11)
+    loaded = _load_in_process(fast_project)
+    assert loaded.method == "mapped"
+    (call,) = calls
+    assert call["pickle_module"] is torch._weights_only_unpickler and "weights_only" not in call
+    _assert_same_model(fast_project, loaded)
+
+
 def test_untested_torch_falls_back_to_the_plain_load(fast_project: Project, monkeypatch, capfd):
     monkeypatch.setattr(nemo_archive, "TESTED_TORCH", ((1, 0), (1, 0)))
     loaded = _load_in_process(fast_project)

@@ -191,8 +191,7 @@ def fast_path_problem(layout: NemoLayout) -> str | None:
     low, high = TESTED_TORCH
     if not low <= _torch_version() <= high:
         return f"torch {_torch_version()} is outside the versions whose loader internals were checked"
-    parameters = inspect.signature(serialization._load).parameters
-    if not {"overall_storage", "weights_only"} <= set(parameters):
+    if "overall_storage" not in inspect.signature(serialization._load).parameters:
         return "torch.serialization._load has another signature"
     member = layout.weights
     if not member.isreg() or member.sparse is not None:
@@ -217,6 +216,9 @@ def mapped_state_dict(layout: NemoLayout) -> dict[str, Any]:
         handle = tar.extractfile(layout.weights)
         if handle is None or not _is_zipfile(handle):
             raise FastPathUnavailable("the weights are not a torch zip checkpoint")
+        # As torch.load(weights_only=True) calls it: the restricted unpickler, and the flag where this
+        # torch's _load takes one (2.11 has no such parameter; the unpickler alone restricts there).
+        flags = {"weights_only": True} if "weights_only" in inspect.signature(_load).parameters else {}
         try:
             with _open_zipfile_reader(handle) as zip_file:
                 state: dict[str, Any] = _load(  # type: ignore[no-untyped-call]  # torch's private loader
@@ -224,8 +226,8 @@ def mapped_state_dict(layout: NemoLayout) -> dict[str, Any]:
                     "cpu",
                     _weights_only_unpickler,
                     overall_storage=window,
-                    weights_only=True,
                     encoding="utf-8",
+                    **flags,
                 )
                 return state
         except pickle.UnpicklingError as error:
