@@ -220,10 +220,12 @@ def _decode_pyav(path: Path, head: bytes, max_seconds: float | None) -> DecodedA
     name, kind = path.name, _sniff(head) or ""
     if not kind and _is_text(head):  # text (a playlist, a list of files) is never a recording
         raise AudioError(_not_audio(name, head))
-    try:  # "file:" so that a name such as "a:b.m4a" is not taken for a protocol; files only
-        container = av.open(
-            f"file:{path}", metadata_errors="replace", container_options={"protocol_whitelist": "file"}
-        )
+    where, files_only = f"file:{path}", {"protocol_whitelist": "file"}  # a name like "a:b.m4a" is no protocol
+    try:
+        if int(av.__version__.split(".")[0]) < 19:
+            container = av.open(where, metadata_errors="replace", container_options=files_only)
+        else:  # PyAV 19 dropped metadata_errors: it decodes tags as UTF-8 with surrogateescape itself
+            container = av.open(where, container_options=files_only)
     except av.FFmpegError as exc:
         raise AudioError(_damaged(name, kind, _av_detail(exc)) if kind else _not_audio(name, head)) from exc
     with container:
