@@ -69,7 +69,10 @@ class Project:
             HF_HOME=str(self.root / "hf-home"),
             HF_HUB_DISABLE_TELEMETRY="1",
             HF_HUB_DOWNLOAD_TIMEOUT="5",
-            PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(Path(__file__).parent)]),
+            # after these, the caller's own (a site folder of packages the machine lacks, for one)
+            PYTHONPATH=os.pathsep.join(
+                [str(REPO_ROOT), str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
             PYTHONUNBUFFERED="1",
         )
         env.update(extra)
