@@ -105,6 +105,7 @@ def test_load_figures_count_every_parameter(check):
         assert load["parameter_devices"] == ["cpu"] and load["precision"] == "float32"
         assert 0 < load["load_s"] <= load["ready_s"] and load["peak_rss_bytes"] > load["weights_bytes"]
     assert parakeet["method"] == "mapped" and speakers["method"] == "plain"
+    assert parakeet["first_job_s"] > 0 and parakeet["second_job_s"] > 0
 
 
 def test_throughput_is_measured_on_the_given_utterances(check):
