@@ -55,19 +55,23 @@ class DecodedAudio:
     duration: float
     source_sample_rate: int
     source_channels: int
-    decoder: str  # "soundfile" or "pyav" ("silence": made by `silence`, not decoded)
+    decoder: str  # "soundfile" or "pyav"; else what made the samples (`of_samples`)
+
+    @classmethod
+    def of_samples(cls, samples: np.ndarray, made_by: str) -> DecodedAudio:
+        """Samples made in this process, already mono float32 at TARGET_RATE (not decoded from a file)."""
+        return cls(
+            samples=samples,
+            duration=len(samples) / TARGET_RATE,
+            source_sample_rate=TARGET_RATE,
+            source_channels=1,
+            decoder=made_by,
+        )
 
 
 def silence(seconds: float) -> DecodedAudio:
     """`seconds` of digital silence, as if decoded (a model's first run uses it)."""
-    samples = np.zeros(round(seconds * TARGET_RATE), dtype=np.float32)
-    return DecodedAudio(
-        samples=samples,
-        duration=seconds,
-        source_sample_rate=TARGET_RATE,
-        source_channels=1,
-        decoder="silence",
-    )
+    return DecodedAudio.of_samples(np.zeros(round(seconds * TARGET_RATE), dtype=np.float32), "silence")
 
 
 def decode_audio(path: Path, max_seconds: float | None) -> DecodedAudio:

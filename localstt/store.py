@@ -188,11 +188,16 @@ class ModelStore:
                 self._released.notify_all()
 
     def load(
-        self, key: str, verify: VerifyMode | None = None, progress: StageReport | None = None
+        self,
+        key: str,
+        verify: VerifyMode | None = None,
+        progress: StageReport | None = None,
+        first_run: bool = False,
     ) -> LoadedModel:
-        """The loaded model `key`, for a caller that takes care of its own use (prefer `use`)."""
+        """The loaded model `key`, for a caller that takes care of its own use (prefer `use`).
+        `first_run`: a load made now runs the model once before it counts as ready (`warm_up`)."""
         with self._locked(key, progress) as waited_for:
-            return self._load_locked(key, verify, progress, waited_for)
+            return self._load_locked(key, verify, progress, waited_for, first_run)
 
     def warm_up(self, key: str) -> LoadedModel | None:
         """Load `key` now and run it once (meant for a background thread): the model, or None when it
@@ -201,8 +206,7 @@ class ModelStore:
         from localstt.logfile import report_unexpected
 
         try:
-            with self._locked(key, None) as waited_for:
-                return self._load_locked(key, None, None, waited_for, first_run=True)
+            return self.load(key, first_run=True)
         except LocalSttError as error:
             logger.error("%s could not be loaded: %s", key, error)
         except Exception as error:
