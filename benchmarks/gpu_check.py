@@ -161,13 +161,7 @@ def read_utterances(folder: Path) -> list[Any]:
 def decoded(samples: Any) -> Any:
     from localstt.audio import DecodedAudio
 
-    return DecodedAudio(
-        samples=samples,
-        duration=len(samples) / RATE,
-        source_sample_rate=RATE,
-        source_channels=1,
-        decoder="check",
-    )
+    return DecodedAudio.of_samples(samples, "gpu_check")
 
 
 def recording(utterances: list[Any], minutes: float) -> Any:
@@ -185,11 +179,12 @@ def recording(utterances: list[Any], minutes: float) -> Any:
 
 def build(kind: str, workdir: Path, tiny: bool, audio: Path, device: str) -> dict[str, Any]:
     """The files the hub serves for one model (in a child: the builds import NeMo)."""
+    from store_env import NEMO_NAME, SORTFORMER_NEMO_NAME
     from tiny_models import TINY_PARAKEET_NEMO, TINY_SORTFORMER_NEMO
 
     if kind == "parakeet":
         if tiny:
-            return {"files": {"parakeet-tdt-0.6b-v2.nemo": str(TINY_PARAKEET_NEMO)}}
+            return {"files": {NEMO_NAME: str(TINY_PARAKEET_NEMO)}}
         import soundfile as sf
         from models import FULL, build_parakeet_nemo
 
@@ -204,14 +199,7 @@ def build(kind: str, workdir: Path, tiny: bool, audio: Path, device: str) -> dic
         from canary import CANARY_FULL, CANARY_QUICK, build_canary_repos
 
         facts = build_canary_repos(workdir / "canary", CANARY_QUICK if tiny else CANARY_FULL)
-        folder, llm_dir = Path(facts["canary_dir"]), Path(facts["llm_dir"])
-        return {
-            "files": {name: str(folder / name) for name in ("config.json", "model.safetensors")},
-            "llm_files": {p.name: str(p) for p in sorted(llm_dir.iterdir()) if p.is_file()},
-            "parameters": facts["parameters"],
-        }
-    from store_env import SORTFORMER_NEMO_NAME
-
+        return {"canary": facts, "parameters": facts["parameters"]}
     if tiny:
         return {"files": {SORTFORMER_NEMO_NAME: str(TINY_SORTFORMER_NEMO)}}
     target = workdir / "sortformer" / SORTFORMER_NEMO_NAME
@@ -238,13 +226,15 @@ def export(kind: str, built: dict[str, Any], project: Any) -> dict[str, Any]:
     repo = {"parakeet": PARAKEET_REPO_ID, "canary-qwen": CANARY_REPO_ID, "sortformer": SORTFORMER_REPO_ID}[
         kind
     ]
-    files = {name: Path(path).read_bytes() for name, path in built["files"].items()}
+    if "canary" in built:  # its repo and its LLM's, as benchmarks/run.py serves them
+        from canary import canary_hub_files
+
+        files, llm_files = canary_hub_files(built["canary"])
+        hub.add_commit(QWEN_REPO_ID, llm_files)
+    else:
+        files = {name: Path(path).read_bytes() for name, path in built["files"].items()}
     hub.add_commit(repo, {**files, "README.md": b"# model card\n"})
     del files
-    if "llm_files" in built:
-        hub.add_commit(
-            QWEN_REPO_ID, {name: Path(path).read_bytes() for name, path in built["llm_files"].items()}
-        )
     hub.clear_log()
     started = time.perf_counter()
     done = project.export(kind, timeout=1800)
@@ -270,12 +260,6 @@ def write_project_config(project: Any, device: str) -> None:
 
 def emit(step: str, result: dict[str, Any]) -> None:
     print("RESULT " + json.dumps({"step": step, **result}), flush=True)
-
-
-def peak_rss() -> int:
-    with open("/proc/self/status", encoding="ascii") as handle:
-        fields = dict(line.split(":", 1) for line in handle)
-    return int(fields["VmHWM"].split()[0]) * 1024
 
 
 def synchronize(device: str) -> None:
@@ -315,6 +299,8 @@ def peak_gpu(device: str) -> int:
 
 def load_figures(store: Any, key: str, spawned: float, device: str) -> tuple[Any, dict[str, Any]]:
     """Load `key` from the store; time to ready from process start, memory, dtypes."""
+    from child import peak_rss
+
     started = time.perf_counter()
     loaded = store.load(key)
     synchronize(device)
@@ -772,7 +758,7 @@ def check(args: argparse.Namespace) -> int:
             built = run_builder(kind, workdir, args.tiny, audio, env, args.device)
             exported = export(kind, built, project)
             steps[f"{kind}_export"] = {"build_s": round(time.perf_counter() - mark, 2), **exported, "on": on}
-            steps[f"{kind}_export"] |= {k: v for k, v in built.items() if k not in ("files", "llm_files")}
+            steps[f"{kind}_export"] |= {k: v for k, v in built.items() if k not in ("files", "canary")}
         config = project.config
         del project
     del hub  # and with it the hub's copies of the files (gigabytes at full size)
