@@ -13,7 +13,8 @@ from __future__ import annotations
 import localstt.offline  # noqa: F401,I001  # first: the hub libraries are offline before they are imported
 from localstt.errors import ExportError, LoadError, LocalSttError
 from localstt.logfile import log_to_console
-from localstt.store import LoadedModel, ModelStatus, ModelStore, default_store, load_model
+from localstt.models import LoadedModel
+from localstt.store import ModelStatus, ModelStore, default_store, load_model
 
 log_to_console()
 

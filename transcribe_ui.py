@@ -34,8 +34,7 @@ from localstt.errors import LocalSttError  # noqa: E402
 from localstt.gpu_queue import GpuQueue  # noqa: E402
 from localstt.logfile import log_to_console  # noqa: E402
 from localstt.manifest import human_size  # noqa: E402
-from localstt.models import family_for  # noqa: E402
-from localstt.models.family import Progress  # noqa: E402
+from localstt.models import Answerer, Progress, Transcriber, family_for  # noqa: E402
 from localstt.store import ModelStatus, ModelStore  # noqa: E402
 from localstt.transcript import Transcript  # noqa: E402
 
@@ -147,10 +146,8 @@ class TranscriptionApp:
         keep_outputs_s: float = 600.0,
         max_queue: int = 16,
     ) -> None:
-        from localstt.engine import TranscribeOptions
-
         self.store = ModelStore(config)
-        self.options = TranscribeOptions.from_config(config)
+        self.options = config.transcription
         self.upload_root = upload_root or gradio_upload_folder()
         if output_root is None:
             self.upload_root.mkdir(parents=True, exist_ok=True)
@@ -316,7 +313,7 @@ class TranscriptionApp:
                 family = family_for(self.store.config.model(model_key).kind)
                 if speakers and not done.has_speakers:
                     gr.Warning(f"{name}: the speaker diarizer heard no speech, so no speakers are shown.")
-                elif speakers and not family.has_word_times:
+                elif speakers and not (isinstance(family, Transcriber) and family.has_word_times):
                     gr.Info(
                         f"{name}: {family.makeup.name} gives no word times, so each of its windows is "
                         "labelled with the speaker heard most in it."
@@ -353,7 +350,7 @@ class TranscriptionApp:
 
         keys = list(self.store.config.transcribers)
         llm_keys = [
-            k for k, spec in self.store.config.models.items() if family_for(spec.kind).answers_questions
+            k for k, spec in self.store.config.models.items() if isinstance(family_for(spec.kind), Answerer)
         ]
         # Gradio deletes what it tracks (uploads that never became a job, e.g. refused by the queue)
         # after 15 minutes; the app deletes a job's uploads when it ends and its outputs earlier.

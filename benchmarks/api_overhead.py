@@ -88,7 +88,6 @@ def main() -> None:
     from localstt.api import ApiServer
     from localstt.config import load_config
     from localstt.gpu_queue import GpuQueue
-    from localstt.options import TranscribeOptions
     from localstt.store import ModelStore
 
     workdir = HERE / "work" / f"api-{args.model}"
@@ -98,7 +97,7 @@ def main() -> None:
     audio = make_speech(workdir, args.seconds)
 
     store = ModelStore(load_config(config))
-    options = TranscribeOptions.from_config(store.config)
+    options = store.config.transcription
     loaded = store.load("parakeet")
     api = ApiServer(store, options, GpuQueue(max_waiting=16))
     port = free_port()

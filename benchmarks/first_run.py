@@ -38,7 +38,6 @@ CLIP_SECONDS = 5.0
 def child(mode: str, config: str, clip: str) -> None:
     from localstt import engine
     from localstt.config import load_config
-    from localstt.options import TranscribeOptions
     from localstt.store import ModelStore
 
     store = ModelStore(load_config(config))
@@ -48,7 +47,7 @@ def child(mode: str, config: str, clip: str) -> None:
     else:
         store.load("parakeet")
     ready_s = time.perf_counter() - started
-    options = TranscribeOptions.from_config(store.config)
+    options = store.config.transcription
     jobs = []
     for _ in range(2):
         mark = time.perf_counter()

@@ -433,7 +433,6 @@ def step_down(minutes: float, rtfx: float, seconds_left: float, share: float) ->
 def child_parakeet(args: dict[str, Any]) -> None:
     from localstt import engine
     from localstt.config import load_config
-    from localstt.options import TranscribeOptions
     from localstt.store import ModelStore
 
     device, deadline = args["device"], args["deadline"]
@@ -441,7 +440,7 @@ def child_parakeet(args: dict[str, Any]) -> None:
     loaded, figures = load_figures(store, "parakeet", args["spawned"], device)
     utterances_once = read_utterances(Path(args["audio"]))
     utterances = [utterances_once[i % len(utterances_once)] for i in range(args["utterances"])]
-    options = TranscribeOptions.from_config(store.config)
+    options = store.config.transcription
     # What the app's warm-up (store.warm_up: one run on a second of quiet) spares the first job:
     # a 5 s recording right after the load, then again.
     clip = decoded(recording(utterances_once, 5 / 60))
@@ -471,14 +470,13 @@ def child_canary(args: dict[str, Any]) -> None:
     from localstt.audio import split_at_quiet_points
     from localstt.config import load_config
     from localstt.models.canary_qwen import CanaryQwenOptions
-    from localstt.options import TranscribeOptions
     from localstt.store import ModelStore
 
     device = args["device"]
     store = ModelStore(load_config(args["config"]))
     loaded, figures = load_figures(store, "canary-qwen", args["spawned"], device)
     emit("canary_load", figures)
-    options = TranscribeOptions.from_config(store.config).replace(canary_max_new_tokens=args["canary_tokens"])
+    options = store.config.transcription.replace(canary_max_new_tokens=args["canary_tokens"])
     audio = decoded(recording(read_utterances(Path(args["audio"])), args["canary_minutes"]))
     reset_peak(device)
     seconds, transcript = timed(device, lambda: engine.transcribe(audio, "canary-qwen", options, store))

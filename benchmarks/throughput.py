@@ -92,7 +92,6 @@ def main() -> None:
     from localstt import engine, ray_job
     from localstt.batch import transcribe_all
     from localstt.config import load_config
-    from localstt.options import TranscribeOptions
     from localstt.store import ModelStore
 
     model_dir = HERE / "work" / f"api-{args.model}"  # shared with api_overhead.py: built once
@@ -105,7 +104,7 @@ def main() -> None:
     count = len(paths)
 
     store = ModelStore(load_config(config))
-    options = TranscribeOptions.from_config(store.config)
+    options = store.config.transcription
     loaded = store.load("parakeet")
     engine.transcribe(paths[0], "parakeet", options, store)  # warm-up: first-call costs aside
     results: dict[str, Any] = {}

@@ -47,14 +47,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from localstt import engine
-from localstt.config import ModelSpec
 from localstt.errors import AudioError, ConfigError, ExportError, LocalSttError, QueueFull
 from localstt.gpu_queue import GpuQueue
 from localstt.logfile import report_unexpected
 from localstt.manifest import export_command, read_manifest
-from localstt.models import family_for
+from localstt.models import Transcriber, family_for
 from localstt.options import TranscribeOptions
 from localstt.portability import safe_file_stem
+from localstt.spec import ModelSpec
 from localstt.store import ModelStore
 from localstt.subtitles import WRITERS
 from localstt.transcript import Segment, Transcript
@@ -216,7 +216,7 @@ class ApiServer:
                 param="timestamp_granularities",
                 code="invalid_value",
             )
-        if "word" in granularities and not family_for(spec.kind).has_word_times:
+        if "word" in granularities and not has_word_times(spec):
             raise unsupported(
                 "timestamp_granularities",
                 f"{spec.key} gives no word timestamps (it transcribes in windows); use segment, "
@@ -378,11 +378,16 @@ class ApiServer:
             "revision": spec.revision,
             "exported": exported,
             "loaded": self.store.loaded(spec.key) is not None,
-            "word_timestamps": family_for(spec.kind).has_word_times,
+            "word_timestamps": has_word_times(spec),
         }
         if not exported:
             card["export_command"] = export_command(spec.key, self.store.config.path)
         return card
+
+
+def has_word_times(spec: ModelSpec) -> bool:
+    family = family_for(spec.kind)
+    return isinstance(family, Transcriber) and family.has_word_times
 
 
 async def _http_error(request: Request, error: Exception) -> Response:

@@ -24,7 +24,7 @@ from localstt import engine
 from localstt.audio import DecodedAudio, decode_audio, probe_seconds
 from localstt.errors import LocalSttError
 from localstt.logfile import report_unexpected
-from localstt.models.family import Progress
+from localstt.models import Progress
 from localstt.options import TranscribeOptions
 from localstt.store import ModelStore
 from localstt.transcript import Transcript

@@ -136,7 +136,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import localstt.offline  # noqa: F401  # before the modules that load models: no hub, ever
-    from localstt.engine import TranscribeOptions
     from localstt.errors import ConfigError, LocalSttError
     from localstt.logfile import log_to_console
     from localstt.store import default_store
@@ -185,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not files:
         print("error: no audio files found in the given folders.", file=sys.stderr)
         return 2
-    options = TranscribeOptions.from_config(
-        store.config, speakers=speakers, speaker_names=tuple(parse_names(args.speaker_names))
+    options = store.config.transcription.replace(
+        speakers=speakers, speaker_names=tuple(parse_names(args.speaker_names))
     )
     out_dir = Path(args.out)
     try:

@@ -1,62 +1,27 @@
 """config.toml: what the user asked for. Read into typed objects; pins written back with comments kept.
 
-Which config.toml (`find_config_path`): --config, else $LOCALSTT_CONFIG, else config.toml in the
-working folder, else the one of the checkout this package sits in.
+Which config.toml: localstt/spec.py, `find_config_path`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import tomlkit
 
-from localstt import environment
 from localstt.errors import ConfigError
-from localstt.models import DEFAULT_KIND, families, family_for
+from localstt.models import DEFAULT_KIND, Diarizer, Transcriber, families, family_for
 from localstt.options import TranscribeOptions
 from localstt.portability import atomic_write_text
+from localstt.spec import COMMIT_RE, ModelSpec, find_config_path
 
-CONFIG_NAME = "config.toml"
-# The config.toml of the checkout this package sits in, if it does (a fallback, see find_config_path).
-CHECKOUT_CONFIG_PATH = Path(__file__).resolve().parent.parent / CONFIG_NAME
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 __all__ = ["AppConfig", "ConfigError", "ModelSpec", "find_config_path", "load_config", "write_pin"]
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    key: str
-    repo: str
-    revision: str
-    kind: str  # names its family (localstt/models/)
-    llm_repo: str = ""
-    llm_revision: str = ""
-
-    @property
-    def short_revision(self) -> str:
-        return self.revision[:12]
-
-    @property
-    def display_name(self) -> str:
-        return self.repo.rsplit("/", 1)[-1]
-
-    @property
-    def pinned_repos(self) -> tuple[tuple[str, str], ...]:
-        """(repo, revision) of each repo the export takes files from: the model's, and its language
-        model's when it names one."""
-        llm = ((self.llm_repo, self.llm_revision),) if self.llm_repo else ()
-        return ((self.repo, self.revision), *llm)
-
-    @property
-    def is_pinned(self) -> bool:
-        return all(COMMIT_RE.match(revision) for _, revision in self.pinned_repos)
 
 
 @dataclass(frozen=True)
@@ -93,12 +58,14 @@ class AppConfig:
     @property
     def transcribers(self) -> dict[str, ModelSpec]:
         """The transcription models (every model but a diarizer), in config.toml's order."""
-        return {key: spec for key, spec in self.models.items() if family_for(spec.kind).transcribes}
+        return {key: spec for key, spec in self.models.items() if transcribes(spec)}
 
     @property
     def diarizer(self) -> str | None:
         """The key of the first speaker diarizer in config.toml, if there is one."""
-        return next((key for key, spec in self.models.items() if family_for(spec.kind).diarizes), None)
+        return next(
+            (key for key, spec in self.models.items() if isinstance(family_for(spec.kind), Diarizer)), None
+        )
 
     def model(self, key: str) -> ModelSpec:
         try:
@@ -108,18 +75,9 @@ class AppConfig:
             raise ConfigError(f"Unknown model '{key}'. Models in {self.path}: {known}.") from None
 
 
-def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """--config wins, then $LOCALSTT_CONFIG, then config.toml in the working folder, then the
-    checkout's (where the package sits in one); else config.toml in the working folder, which
-    load_config then reports missing."""
-    if explicit:
-        return Path(explicit).expanduser().resolve()
-    if (from_env := environment.config_path()) is not None:
-        return from_env
-    here = Path.cwd() / CONFIG_NAME
-    if not here.is_file() and CHECKOUT_CONFIG_PATH.is_file():
-        return CHECKOUT_CONFIG_PATH
-    return here.resolve()
+def transcribes(spec: ModelSpec) -> bool:
+    """Whether `spec` is a transcription model (its family is a Transcriber)."""
+    return isinstance(family_for(spec.kind), Transcriber)
 
 
 def _read_document(path: Path) -> tomlkit.TOMLDocument:
@@ -171,7 +129,7 @@ def _preload(
 ) -> tuple[str, ...]:
     """[app] preload: the models to load at start; absent means the first transcription model, [] none."""
     if "preload" not in app:
-        return tuple(key for key, spec in models.items() if family_for(spec.kind).transcribes)[:1]
+        return tuple(key for key, spec in models.items() if transcribes(spec))[:1]
     value = app["preload"]
     if not isinstance(value, list) or not all(isinstance(key, str) for key in value):
         raise ConfigError(
@@ -184,7 +142,7 @@ def _preload(
             raise ConfigError(
                 f"[app] preload in {path} names '{key}', which is not a model there; use one of: {known}."
             )
-    transcribers = [key for key in keys if family_for(models[key].kind).transcribes]
+    transcribers = [key for key in keys if transcribes(models[key])]
     if len(transcribers) > 1 and not keep_all_loaded:
         raise ConfigError(
             f"[app] preload in {path} lists {len(transcribers)} transcription models but keep_all_loaded = "

@@ -15,14 +15,24 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from localstt import memory
 from localstt.audio import DecodedAudio, decode_audio
 from localstt.errors import ConfigError, EngineError
-from localstt.models.family import ModelFamily, Progress, SegmentsDone
+from localstt.models import (
+    Answerer,
+    Diarizer,
+    LoadedModel,
+    ModelFamily,
+    Progress,
+    SegmentsDone,
+    Transcriber,
+    families,
+)
 from localstt.options import TranscribeOptions
 from localstt.speakers import label_speakers
-from localstt.store import LoadedModel, ModelStore
+from localstt.store import ModelStore
 from localstt.transcript import Segment, SpeakerTurn, Transcript, display_names
 
 __all__ = [
@@ -56,7 +66,7 @@ def transcribe(
     Args:
         audio: a file (decoded here, refused past `options.max_audio_minutes`) or decoded samples.
         model_key: a model of config.toml, e.g. "parakeet".
-        options: how (TranscribeOptions.from_config gives config.toml's); the Transcript records them.
+        options: how (`store.config.transcription` is config.toml's); the Transcript records them.
             With `options.speakers`, config.toml's speaker diarizer says who spoke each word.
         store: where the model is loaded from and kept.
         progress: called with (fraction done, what is happening).
@@ -86,7 +96,7 @@ def transcribe(
     with store.use(model_key, progress=lambda message: report(0.05, message)) as loaded:
         timings["load_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        family = loaded.family
+        family, transcriber = loaded.family, transcriber_of(loaded)
         handed_on = 0
 
         def hand_on(done: list[Segment]) -> None:
@@ -98,7 +108,7 @@ def transcribe(
         # With speakers, segments are split where the speaker changes: none is final before that.
         streaming = None if options.speakers else hand_on
         with _out_of_memory_as_engine_error(loaded), loaded.lock:
-            segments, notes = family.transcribe(
+            segments, notes = transcriber.transcribe(
                 loaded, decoded, options.of(family.options_type), report, streaming
             )
         revision = loaded.spec.revision
@@ -137,10 +147,10 @@ def transcribe_together(
     """
     report: Progress = progress or (lambda fraction, message: None)
     with store.use(model_key, progress=lambda message: report(0.0, message)) as loaded:
-        family = loaded.family
+        family, transcriber = loaded.family, transcriber_of(loaded)
         started = time.perf_counter()
         with _out_of_memory_as_engine_error(loaded), loaded.lock:
-            results = family.transcribe_batch(
+            results = transcriber.transcribe_batch(
                 loaded, [audio for audio, _ in recordings], options.of(family.options_type), report
             )
         seconds = time.perf_counter() - started
@@ -163,14 +173,30 @@ def transcribe_together(
     return transcripts
 
 
+def transcriber_of(loaded: LoadedModel) -> Transcriber[Any]:
+    """The loaded model's family as a Transcriber, or EngineError for a family that is none."""
+    family = loaded.family
+    if not isinstance(family, Transcriber):
+        raise EngineError(
+            f"{loaded.spec.key} is a {family.name} model, which does not transcribe; pick another "
+            "model and tick 'Identify speakers'."
+        )
+    return family
+
+
 def diarizer_key(store: ModelStore) -> str:
     """The speaker diarizer of config.toml, or ConfigError saying how to add one."""
     key = store.config.diarizer
     if key is None:
+        suggestions = [
+            f'the [models.{table}] table of the shipped config.toml (repo = "{repo}", kind = "{family.kind}")'
+            for family in families()
+            if isinstance(family, Diarizer)
+            for table, repo in [family.suggested_table]
+        ]
         raise ConfigError(
-            f"Identifying speakers needs a speaker diarizer in {store.config.path}; add the "
-            '[models.sortformer] table of the shipped config.toml (repo = "nvidia/diar_streaming_'
-            'sortformer_4spk-v2", kind = "sortformer") and export it.'
+            f"Identifying speakers needs a speaker diarizer in {store.config.path}; add "
+            f"{' or '.join(suggestions) or 'one'} and export it."
         )
     return key
 
@@ -191,7 +217,10 @@ def diarize(audio: DecodedAudio, store: ModelStore, progress: Progress | None = 
         _out_of_memory_as_engine_error(loaded),
         loaded.lock,
     ):
-        return loaded.family.diarize(loaded, audio, lambda fraction, message: report(0.9, message))
+        family = loaded.family
+        if not isinstance(family, Diarizer):
+            raise ConfigError(f"{key} ({family.name}) tells no speakers apart.")
+        return family.diarize(loaded, audio, lambda fraction, message: report(0.9, message))
 
 
 @contextmanager
@@ -226,7 +255,7 @@ def _transcript(
     if turns is not None:
         segments, turns, count = label_speakers(segments, turns)
         names = display_names(count, options.speaker_names)
-        if not family.has_word_times:
+        if not (isinstance(family, Transcriber) and family.has_word_times):
             notes = [
                 *notes,
                 f"{family.makeup.name} gives no word times: each part is labelled with the speaker "
@@ -266,10 +295,14 @@ def ask_llm(
         EngineError: the model has no language model, or the question is empty.
     """
     with store.use(model_key) as loaded:
-        if not loaded.family.answers_questions:
-            raise EngineError(f"{model_key} has no language model to ask; pick a Canary-Qwen model.")
+        family = loaded.family
+        if not isinstance(family, Answerer):
+            askable = ", ".join(f.name for f in families() if isinstance(f, Answerer)) or "none here"
+            raise EngineError(
+                f"{model_key} has no language model to ask; pick a model that has one ({askable})."
+            )
         if not question.strip():
             raise EngineError("Type a question first, for example: Summarise this transcript.")
         with loaded.lock:
-            reply = loaded.family.ask(loaded, transcript_text, question, max_new_tokens)
+            reply = family.ask(loaded, transcript_text, question, max_new_tokens)
     return split_thinking(reply)

@@ -35,7 +35,7 @@ from filelock import FileLock, Timeout
 from huggingface_hub import HfApi
 from tqdm import tqdm
 
-from localstt.config import AppConfig, ModelSpec, load_config, write_pin
+from localstt.config import AppConfig, load_config, write_pin
 from localstt.errors import ExportError, HubError
 from localstt.hashing import sha256_and_git_sha1
 from localstt.hub import RemoteFile, download_verified, resolve_main
@@ -58,6 +58,7 @@ from localstt.portability import (
     long_path_problem,
     move_folder,
 )
+from localstt.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 

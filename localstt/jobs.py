@@ -15,7 +15,7 @@ from pathlib import Path
 from localstt import engine, subtitles
 from localstt.errors import LocalSttError
 from localstt.logfile import report_unexpected
-from localstt.models.family import Progress
+from localstt.models import Progress
 from localstt.options import TranscribeOptions
 from localstt.store import ModelStore
 from localstt.transcript import Transcript

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from localstt import environment, portability
-from localstt.config import ModelSpec, find_config_path
 from localstt.errors import ExportError
 from localstt.hashing import OnBytes, sha256_file
 from localstt.portability import atomic_write_text
+from localstt.spec import ModelSpec, find_config_path
 
 MANIFEST_NAME = "manifest.json"
 STAMPS_NAME = ".verified.json"

@@ -178,7 +178,7 @@ def run_on_ray(
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     config = load_config(config_path)
     revision = config.model(model_key).revision
-    options = options or TranscribeOptions.from_config(config)
+    options = options or config.transcription
     job = JobLog(out_dir)
     known = dict(hashes or {})
     results: list[RayResult] = []

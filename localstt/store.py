@@ -32,47 +32,23 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import localstt.offline  # noqa: F401,I001  # before anything that may import huggingface_hub or NeMo
 from localstt import memory
-from localstt.config import AppConfig, ModelSpec, load_config
+from localstt.config import AppConfig, load_config
 from localstt.errors import DeviceError, LocalSttError
-from localstt.manifest import Manifest, VerifyMode, check_export, export_command, human_size, read_manifest
-from localstt.models import ModelFamily, family_for
+from localstt.logfile import report_unexpected
+from localstt.manifest import VerifyMode, check_export, export_command, human_size, read_manifest
+from localstt.models import LoadedModel, ModelFamily, Transcriber, family_for
 from localstt.precision import Precision, choose_precision, native_bf16_in_nemo_attention
 
 logger = logging.getLogger(__name__)
 
 WAIT_REPORT_S = 0.5  # how often a caller waiting for a load reports it
 StageReport = Callable[[str], None]
-
-
-@dataclass(eq=False)
-class LoadedModel:
-    spec: ModelSpec
-    manifest: Manifest
-    model: Any
-    device: str
-    seconds: float
-    export_dir: Path
-    method: str  # how the weights were read, e.g. "mapped" or "plain" (its family's loader says)
-    precision: Precision  # what runs in which dtype (localstt/precision.py)
-    # Held while the model runs: one model never runs two requests at once.
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    users: int = field(default=0, repr=False)  # store.use() blocks that hold it now
-    retired: bool = field(default=False, repr=False)  # dropped from the store; freed once unused
-
-    @property
-    def family(self) -> ModelFamily:
-        return family_for(self.spec.kind)
-
-    @property
-    def dtype(self) -> str:
-        """The engine's autocast dtype, else the weights' ("bfloat16", "float16" or "float32")."""
-        return self.precision.dtype
 
 
 LoadPhase = Literal["idle", "loading", "ready", "failed"]
@@ -203,8 +179,6 @@ class ModelStore:
         """Load `key` now and run it once (meant for a background thread): the model, or None when it
         failed, the failure's sentence being in its load state (and an unexpected error's traceback in
         the log file)."""
-        from localstt.logfile import report_unexpected
-
         try:
             return self.load(key, first_run=True)
         except LocalSttError as error:
@@ -240,11 +214,15 @@ class ModelStore:
     def _make_room(self, key: str) -> None:
         """With keep_all_loaded = false: drop every other transcription model, once no other thread
         uses it. A diarizer is loaded beside the transcription model and drops nothing."""
-        if self.config.runtime.keep_all_loaded or not family_for(self.config.model(key).kind).transcribes:
+        if self.config.runtime.keep_all_loaded or not isinstance(
+            family_for(self.config.model(key).kind), Transcriber
+        ):
             return
         while True:
             others = [
-                loaded for other, loaded in self._loaded.items() if other != key and loaded.family.transcribes
+                loaded
+                for other, loaded in self._loaded.items()
+                if other != key and isinstance(loaded.family, Transcriber)
             ]
             mine = any(count > 0 for count in self._held_keys().values())
             # A thread that holds a model never waits (two such threads would wait on each other).
@@ -360,11 +338,6 @@ class ModelStore:
             if (loaded := self._loaded.get(key)) is not None:
                 self._drop(loaded)
 
-    def unload_all(self) -> None:
-        with self._lock:
-            for key in list(self._loaded):
-                self.unload(key)
-
     def status(self) -> list[ModelStatus]:
         rows = []
         for key, spec in self.config.models.items():
@@ -402,7 +375,7 @@ _default_lock = threading.Lock()
 
 
 def default_store(config_path: str | os.PathLike[str] | None = None) -> ModelStore:
-    """The process's store for `config_path` (default: see localstt.config.find_config_path)."""
+    """The process's store for `config_path` (default: see localstt.spec.find_config_path)."""
     global _default_store
     with _default_lock:
         if _default_store is None or (

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from localstt.errors import HubError
-from localstt.models import ModelFamily, register
+from localstt.models import ModelFamily, Transcriber, register
 from localstt.models import unregister as _unregister
-from localstt.options import FamilyOptions, Limit, setting
 from localstt.precision import ModelMakeup
+from localstt.spec import FamilyOptions, Limit, setting
 from localstt.transcript import Segment
 
 KIND = "test-clip-length"
@@ -31,8 +31,9 @@ class ClipLengthOptions(FamilyOptions):
     clip_length_pause_s: float = setting(0.0, Limit(0, True, 5, False, "a number of seconds from 0 to 5"))
 
 
-class ClipLength(ModelFamily):
+class ClipLength(ModelFamily, Transcriber[ClipLengthOptions]):
     kind: ClassVar[str] = KIND
+    has_word_times: ClassVar[bool] = False
     makeup: ClassVar[ModelMakeup] = ModelMakeup("Clip length")
     options_type: ClassVar[type[FamilyOptions]] = ClipLengthOptions
 
@@ -55,9 +56,8 @@ class ClipLength(ModelFamily):
         return (export_dir / WORDS).read_text(encoding="utf-8").split(), "text"
 
     def transcribe(
-        self, loaded: Any, audio: Any, options: Any, progress: Any, segments_done: Any = None
+        self, loaded: Any, audio: Any, options: ClipLengthOptions, progress: Any, segments_done: Any = None
     ) -> tuple[list[Segment], list[str]]:
-        assert isinstance(options, ClipLengthOptions)
         with self._guard:
             self.running += 1
             self.most_running = max(self.most_running, self.running)

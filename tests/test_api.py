@@ -33,7 +33,6 @@ from localstt.config import load_config
 from localstt.errors import AudioError
 from localstt.gpu_queue import GpuQueue
 from localstt.manifest import export_command
-from localstt.options import TranscribeOptions
 from localstt.store import ModelStore
 
 PHRASE = PHRASE_TXT.read_text().strip()
@@ -304,7 +303,7 @@ def in_process_client(store: ModelStore, **settings: object) -> tuple[OpenAI, Ap
     from starlette.routing import Mount
     from starlette.testclient import TestClient
 
-    api = ApiServer(store, TranscribeOptions.from_config(store.config), GpuQueue(max_waiting=16), **settings)  # type: ignore[arg-type]
+    api = ApiServer(store, store.config.transcription, GpuQueue(max_waiting=16), **settings)  # type: ignore[arg-type]
     http = TestClient(Starlette(routes=[Mount("/v1", api.app())]), base_url="http://127.0.0.1/v1/")
     return OpenAI(base_url="http://127.0.0.1/v1", api_key=KEY, http_client=http, max_retries=0), api
 

@@ -72,7 +72,7 @@ def assert_same_but_ends_before_a_pause(batched: list, alone: list) -> None:
 def test_batched_gives_the_same_text_and_timestamps_as_one_by_one(
     model_store: ModelStore, recordings, monkeypatch
 ):
-    options = TranscribeOptions.from_config(model_store.config).replace(parakeet_batch_size="auto")
+    options = model_store.config.transcription.replace(parakeet_batch_size="auto")
     alone = one_by_one(recordings, model_store, options)
     model = model_store.load("parakeet").model
     calls: list[int] = []
@@ -99,7 +99,7 @@ def test_batched_gives_the_same_text_and_timestamps_as_one_by_one(
 
 
 def test_a_batch_size_caps_how_many_run_together(model_store: ModelStore, recordings, monkeypatch):
-    options = TranscribeOptions.from_config(model_store.config).replace(parakeet_batch_size=2)
+    options = model_store.config.transcription.replace(parakeet_batch_size=2)
     model = model_store.load("parakeet").model
     calls: list[int] = []
     original = model.transcribe
@@ -118,7 +118,7 @@ def test_one_bad_recording_costs_only_itself(model_store: ModelStore, recordings
     fake.write_text("not a recording\n" * 20)
     missing = tmp_path / "gone.wav"
     paths = [recordings[0], fake, recordings[1], missing]
-    options = TranscribeOptions.from_config(model_store.config)
+    options = model_store.config.transcription
     results = transcribe_all(paths, "parakeet", options, model_store)
     assert [r.index for r in results] == [0, 1, 2, 3]
     assert results[0].transcript.text == PHRASE  # type: ignore[union-attr]

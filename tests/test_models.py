@@ -23,7 +23,7 @@ from localstt.audio import decode_audio
 from localstt.config import ConfigError, load_config
 from localstt.engine import TranscribeOptions, transcribe
 from localstt.manifest import MANIFEST_NAME, FileRecord, Manifest, atomic_write_text, record_verified
-from localstt.models import families, family_for, register
+from localstt.models import Answerer, families, family_for, register
 from localstt.models.parakeet import ParakeetOptions
 from localstt.store import ModelStore
 
@@ -45,7 +45,7 @@ def test_the_shipped_families_and_one_from_a_test_are_registered():
     kinds = [family.kind for family in families()]
     assert {"nemo-asr", "salm", KIND} <= set(kinds)
     assert family_for(KIND) is CLIP_LENGTH
-    assert family_for("salm").answers_questions and not family_for("nemo-asr").answers_questions
+    assert isinstance(family_for("salm"), Answerer) and not isinstance(family_for("nemo-asr"), Answerer)
     with pytest.raises(ConfigError, match="model kind must be one of .*nemo-asr.*salm.*, not 'whisper'"):
         family_for("whisper")
 

@@ -44,9 +44,9 @@ from localstt.portability import move_folder
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
-    from localstt.config import ModelSpec
     from localstt.hub import RemoteFile
     from localstt.manifest import Manifest
+    from localstt.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ def connector(layout: NemoLayout, folder: Path, fast: bool) -> Any:
 def plan_one_nemo(api: HfApi, spec: ModelSpec) -> list[RemoteFile]:
     """The export of a repo that publishes its model as one top-level `.nemo` file (Parakeet,
     Sortformer): that file, unchanged. HubError when there is not exactly one."""
-    from localstt.hub import list_files
+    from localstt.hub import list_files  # huggingface_hub: only the export needs it
 
     files = list_files(api, spec.repo, spec.revision, {"*.nemo": "{name}"})
     nemo_files = [f for f in files if "/" not in f.path]

@@ -1,15 +1,17 @@
 """The model families, one module each, and the registry that maps config.toml's `kind` to them.
 
-* parakeet.py     `kind = "nemo-asr"`: Parakeet-TDT (a `.nemo` archive)
-* canary_qwen.py  `kind = "salm"`: Canary-Qwen (NeMo's speech-LLM, a folder of safetensors)
-* sortformer.py   `kind = "sortformer"`: Sortformer, the speaker diarizer (a `.nemo` archive)
+* parakeet.py     `kind = "nemo-asr"`: Parakeet-TDT (a `.nemo` archive)       Transcriber
+* canary_qwen.py  `kind = "salm"`: Canary-Qwen (NeMo's speech-LLM, safetensors) Transcriber, Answerer
+* sortformer.py   `kind = "sortformer"`: Sortformer, the speaker diarizer      Diarizer
 
-family.py says what a family provides. A new family is one more module here, imported below.
+family.py says what a family is and keeps the registry; capabilities.py says what a family can do.
+A new family is one more module here, imported below.
 """
 
 from __future__ import annotations
 
-from localstt.models.family import ModelFamily, families, family_for, register, unregister
+from localstt.models.capabilities import Answerer, Diarizer, Progress, SegmentsDone, Transcribed, Transcriber
+from localstt.models.family import LoadedModel, ModelFamily, families, family_for, register, unregister
 
 # Each module registers its family on import, in this order (the order config errors list them).
 # isort: off
@@ -20,4 +22,18 @@ from localstt.models import sortformer  # noqa: F401
 
 DEFAULT_KIND = parakeet.PARAKEET.kind  # a [models.*] table without `kind`
 
-__all__ = ["DEFAULT_KIND", "ModelFamily", "families", "family_for", "register", "unregister"]
+__all__ = [
+    "DEFAULT_KIND",
+    "Answerer",
+    "Diarizer",
+    "LoadedModel",
+    "ModelFamily",
+    "Progress",
+    "SegmentsDone",
+    "Transcribed",
+    "Transcriber",
+    "families",
+    "family_for",
+    "register",
+    "unregister",
+]

@@ -14,23 +14,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
 from localstt import memory
+from localstt.audio import DecodedAudio, silence, split_at_quiet_points
 from localstt.errors import HubError
 from localstt.loading.salm import load_salm
-from localstt.models.family import ModelFamily, Progress, SegmentsDone, register
-from localstt.options import FamilyOptions, Limit, setting
+from localstt.manifest import Manifest
+from localstt.models.capabilities import Answerer, Progress, SegmentsDone, Transcribed, Transcriber
+from localstt.models.family import LoadedModel, ModelFamily, register
 from localstt.precision import ModelMakeup, Precision, autocast_context
+from localstt.spec import FamilyOptions, Limit, ModelSpec, setting
 from localstt.transcript import Segment
 
 if TYPE_CHECKING:
-    import numpy as np
     from huggingface_hub import HfApi
 
-    from localstt.audio import DecodedAudio
-    from localstt.config import ModelSpec
     from localstt.hub import RemoteFile
-    from localstt.manifest import Manifest
-    from localstt.store import LoadedModel
 
 SAMPLE_RATE = 16000
 MODEL_FILE_PATTERNS = {
@@ -65,7 +65,7 @@ class CanaryQwenOptions(FamilyOptions):
     canary_max_new_tokens: int = setting(320, Limit(1, True, None, True, "a whole number, 1 or more"))
 
 
-class CanaryQwen(ModelFamily):
+class CanaryQwen(ModelFamily, Transcriber[CanaryQwenOptions], Answerer):
     kind: ClassVar[str] = "salm"
     runtime_module: ClassVar[str] = "nemo.collections.asr"
     runtime_name: ClassVar[str] = "NeMo"
@@ -73,7 +73,7 @@ class CanaryQwen(ModelFamily):
         "Canary-Qwen", language_model="about 10 GB for Canary-Qwen's 2.5 B parameters"
     )
     options_type: ClassVar[type[FamilyOptions]] = CanaryQwenOptions
-    answers_questions: ClassVar[bool] = True
+    has_word_times: ClassVar[bool] = False
 
     def check_spec(self, spec: ModelSpec) -> str | None:
         if spec.llm_repo.count("/") != 1:
@@ -81,7 +81,7 @@ class CanaryQwen(ModelFamily):
         return None
 
     def plan(self, api: HfApi, spec: ModelSpec) -> list[RemoteFile]:
-        from localstt.hub import list_files
+        from localstt.hub import list_files  # huggingface_hub: only the export needs it
 
         files = list_files(api, spec.repo, spec.revision, MODEL_FILE_PATTERNS)
         if not any(f.path == "config.json" for f in files) or not any(
@@ -117,16 +117,13 @@ class CanaryQwen(ModelFamily):
         self,
         loaded: LoadedModel,
         audio: DecodedAudio,
-        options: Any,
+        options: CanaryQwenOptions,
         progress: Progress,
         segments_done: SegmentsDone | None = None,
-    ) -> tuple[list[Segment], list[str]]:
+    ) -> Transcribed:
         """Windows of at most canary_window_seconds, canary_batch_size at a time; on running out of
         memory the batch is halved (down to 1) and redone, and stays that small for the rest of the
         recording."""
-        from localstt.audio import split_at_quiet_points
-
-        assert isinstance(options, CanaryQwenOptions)
         windows = split_at_quiet_points(audio.samples, SAMPLE_RATE, options.canary_window_seconds)
         segments: list[Segment] = []
         notes: list[str] = []
@@ -162,8 +159,6 @@ class CanaryQwen(ModelFamily):
         return segments, notes
 
     def first_run(self, loaded: LoadedModel) -> None:
-        from localstt.audio import silence
-
         quiet = silence(1.0).samples
         _transcribe_windows(loaded, quiet, [(0, len(quiet))], CanaryQwenOptions(canary_max_new_tokens=1))
 
@@ -201,7 +196,6 @@ def _transcribe_windows(
     loaded: LoadedModel, samples: np.ndarray, batch: list[tuple[int, int]], options: CanaryQwenOptions
 ) -> list[str]:
     """Canary-Qwen's text for each window (start, end sample) of `batch`, all at once."""
-    import numpy as np
     import torch
 
     model = loaded.model

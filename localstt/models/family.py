@@ -1,51 +1,66 @@
-"""What a model family is: the one place that knows how models of one `kind` are exported, loaded and
-run. The store, the export, the engine and the app ask the family; none of them switches on `kind`.
+"""What a model family is: the one place that knows how models of one `kind` are exported and loaded,
+and the registry that maps config.toml's `kind` to it. What a family can do with a loaded model is a
+capability it implements (localstt/models/capabilities.py): `Transcriber`, `Diarizer`, `Answerer`.
+The store, the export, the engine and the app ask the family; none of them switches on `kind`.
 
-Adding a family is one module in this package that subclasses `ModelFamily`, registers an instance
-(`register`) and is imported by `localstt/models/__init__.py`; config.toml then names its `kind`.
+Adding a family is one module in this package that subclasses `ModelFamily` (and the capabilities it
+has), registers an instance (`register`) and is imported by `localstt/models/__init__.py`; config.toml
+then names its `kind`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from localstt.errors import ConfigError
-from localstt.options import FamilyOptions, TranscribeOptions, settings_of
-from localstt.precision import ModelMakeup
+from localstt.manifest import Manifest
+from localstt.precision import ModelMakeup, Precision
+from localstt.spec import FamilyOptions, ModelSpec, field_names
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
-    from localstt.audio import DecodedAudio
-    from localstt.config import ModelSpec
     from localstt.hub import RemoteFile
-    from localstt.manifest import Manifest
-    from localstt.precision import Precision
-    from localstt.store import LoadedModel
-    from localstt.transcript import Segment, SpeakerTurn
 
-Progress = Callable[[float, str], None]
-# Called with segments as soon as they are final, in order (the API streams them); a family that
-# only has them all at the end may leave it uncalled: the engine hands on whatever was not handed.
-SegmentsDone = Callable[[list["Segment"]], None]
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A model the store has loaded (localstt/store.py), as its family's methods receive it."""
+
+    spec: ModelSpec
+    manifest: Manifest
+    model: Any  # the NeMo model object
+    device: str
+    seconds: float
+    export_dir: Path
+    method: str  # how the weights were read, e.g. "mapped" or "plain" (its family's loader says)
+    precision: Precision  # what runs in which dtype (localstt/precision.py)
+    # Held while the model runs: one model never runs two requests at once.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    users: int = field(default=0, repr=False)  # store.use() blocks that hold it now
+    retired: bool = field(default=False, repr=False)  # dropped from the store; freed once unused
+
+    @property
+    def family(self) -> ModelFamily:
+        return family_for(self.spec.kind)
+
+    @property
+    def dtype(self) -> str:
+        """The engine's autocast dtype, else the weights' ("bfloat16", "float16" or "float32")."""
+        return self.precision.dtype
 
 
 class ModelFamily(ABC):
-    """How models of one `kind` are exported, loaded and run. Stateless: one instance per family."""
+    """How models of one `kind` are exported and loaded. Stateless: one instance per family."""
 
     kind: ClassVar[str]  # config.toml's `kind = "..."` and the manifest's
     makeup: ClassVar[ModelMakeup]  # what the precision choice needs to know (localstt/precision.py)
     options_type: ClassVar[type[FamilyOptions]] = FamilyOptions
-    answers_questions: ClassVar[bool] = False  # has a language model to ask about a transcript
-    # A transcription model (listed in the app, the API and the CLI's --model), or a diarizer that
-    # says who spoke (`diarize`): it is loaded beside the transcription model, never instead of it.
-    transcribes: ClassVar[bool] = True
-    diarizes: ClassVar[bool] = False
-    has_word_times: ClassVar[bool] = False  # its segments carry timed words
     # What its load imports first (e.g. "nemo.collections.asr", ~10 s on a CPU): the store imports it
     # as a stage of the load of its own, so that the status can say so ("importing NeMo").
     runtime_module: ClassVar[str] = ""
@@ -53,6 +68,11 @@ class ModelFamily(ABC):
     # Longest path the loader writes inside an export beyond the exported files (the export refuses
     # paths Windows cannot open before downloading anything).
     loader_path_margin: ClassVar[int] = 0
+
+    @property
+    def name(self) -> str:
+        """What the user calls models of this family, e.g. in the page's labels."""
+        return self.makeup.name
 
     def check_spec(self, spec: ModelSpec) -> str | None:
         """What config.toml's table for this model lacks for this family (one sentence), or None."""
@@ -83,53 +103,23 @@ class ModelFamily(ABC):
         """(the model in eval mode on `device` in `precision`, how its weights were read), from a
         verified export. Raises LoadError."""
 
-    # The engine (localstt/engine.py)
-
-    @abstractmethod
-    def transcribe(
-        self,
-        loaded: LoadedModel,
-        audio: DecodedAudio,
-        options: Any,
-        progress: Progress,
-        segments_done: SegmentsDone | None = None,
-    ) -> tuple[list[Segment], list[str]]:
-        """(segments, notes on how it was done) for one recording. `options` is an `options_type`.
-        Called with `loaded.lock` held."""
-
     def first_run(self, loaded: LoadedModel) -> None:
         """Run the model once on a second of quiet, so that what only a first run costs (weights paged
         in from a mapped file, kernels chosen, the decoder's CUDA graphs captured) is paid by the app's
         background warm-up instead of the first job. Called with `loaded.lock` held; by default nothing."""
         return None
 
-    def transcribe_batch(
-        self, loaded: LoadedModel, audios: Sequence[DecodedAudio], options: Any, progress: Progress
-    ) -> list[tuple[list[Segment], list[str]]]:
-        """`transcribe` of each recording, in the order given; a family that can run several at once
-        (Parakeet) does so. Called with `loaded.lock` held (localstt/batch.py)."""
-        return [self.transcribe(loaded, audio, options, progress) for audio in audios]
-
-    def diarize(self, loaded: LoadedModel, audio: DecodedAudio, progress: Progress) -> list[SpeakerTurn]:
-        """Who speaks when in one recording, speakers numbered in order of first appearance. Only
-        called for a family with `diarizes`, with `loaded.lock` held."""
-        raise NotImplementedError(f"{type(self).__name__} tells no speakers apart")
-
-    def ask(self, loaded: LoadedModel, transcript_text: str, question: str, max_new_tokens: int) -> str:
-        """The language model's reply (with any <think> part) to `question` about a transcript.
-        Only called for a family with `answers_questions` (the engine refuses the others)."""
-        raise NotImplementedError(f"{type(self).__name__} answers no questions")
-
 
 _families: dict[str, ModelFamily] = {}
 
 
 def register(family: ModelFamily) -> ModelFamily:
-    """Make `family` the one for its kind; its option names must not clash with another family's."""
-    taken = set(settings_of(TranscribeOptions))
+    """Make `family` the one for its kind; its option names must not clash with another family's
+    (nor with the options of every family: localstt/options.py checks those)."""
+    taken: set[str] = set()
     for other in _families.values():
         if other.kind != family.kind:
-            taken |= {f.name for f in dataclasses.fields(other.options_type)}
+            taken |= field_names(other.options_type)
     if clash := taken & {f.name for f in dataclasses.fields(family.options_type)}:
         raise ValueError(f"{type(family).__name__}: option names already taken: {', '.join(sorted(clash))}")
     _families[family.kind] = family

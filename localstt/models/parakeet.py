@@ -18,20 +18,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from localstt import memory
+from localstt.audio import DecodedAudio, silence
 from localstt.loading.nemo_archive import UNPACKED_PATH_MARGIN, load_nemo, plan_one_nemo
-from localstt.models.family import ModelFamily, Progress, SegmentsDone, register
-from localstt.options import FamilyOptions, Limit, setting
+from localstt.manifest import Manifest
+from localstt.models.capabilities import Progress, SegmentsDone, Transcribed, Transcriber
+from localstt.models.family import LoadedModel, ModelFamily, register
 from localstt.precision import ModelMakeup, Precision, autocast_context, autocast_forward
+from localstt.spec import FamilyOptions, Limit, ModelSpec, setting
 from localstt.transcript import Segment, Word
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
-    from localstt.audio import DecodedAudio
-    from localstt.config import ModelSpec
     from localstt.hub import RemoteFile
-    from localstt.manifest import Manifest
-    from localstt.store import LoadedModel
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ class ParakeetOptions(FamilyOptions):
     )
 
 
-class Parakeet(ModelFamily):
+class Parakeet(ModelFamily, Transcriber[ParakeetOptions]):
     kind: ClassVar[str] = "nemo-asr"
     runtime_module: ClassVar[str] = "nemo.collections.asr"
     runtime_name: ClassVar[str] = "NeMo"
@@ -87,13 +86,12 @@ class Parakeet(ModelFamily):
         self,
         loaded: LoadedModel,
         audio: DecodedAudio,
-        options: Any,
+        options: ParakeetOptions,
         progress: Progress,
         segments_done: SegmentsDone | None = None,  # one pass: the engine hands them all on at the end
-    ) -> tuple[list[Segment], list[str]]:
+    ) -> Transcribed:
         """Full attention when the plan allows it; on running out of memory there, once more with local
         attention. The model's attention settings are as before afterwards, whatever happened."""
-        assert isinstance(options, ParakeetOptions)
         plan = attention_plan(loaded, audio.duration, options)
         progress(0.1, plan.headline)
         progress(0.1, plan.reason)
@@ -114,18 +112,19 @@ class Parakeet(ModelFamily):
         return _segments(hypothesis, audio), notes
 
     def first_run(self, loaded: LoadedModel) -> None:
-        from localstt.audio import silence
-
         _run(loaded, silence(1.0), ParakeetOptions(), local=False)
 
     def transcribe_batch(
-        self, loaded: LoadedModel, audios: Sequence[DecodedAudio], options: Any, progress: Progress
-    ) -> list[tuple[list[Segment], list[str]]]:
+        self,
+        loaded: LoadedModel,
+        audios: Sequence[DecodedAudio],
+        options: ParakeetOptions,
+        progress: Progress,
+    ) -> list[Transcribed]:
         """Long recordings alone (`transcribe`, with its long-audio rule); the others in groups, one
         model call per group (`batch_groups`). A group that runs out of memory anyway is done one by
         one instead, and their notes say so."""
-        assert isinstance(options, ParakeetOptions)
-        results: dict[int, tuple[list[Segment], list[str]]] = {}
+        results: dict[int, Transcribed] = {}
         alone, groups = batch_groups(loaded, [audio.duration for audio in audios], options)
         for index in alone:
             results[index] = self.transcribe(loaded, audios[index], options, progress)

@@ -20,32 +20,30 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from localstt.errors import EngineError
+from localstt.audio import DecodedAudio
 from localstt.loading.nemo_archive import UNPACKED_PATH_MARGIN, load_nemo, plan_one_nemo
-from localstt.models.family import ModelFamily, Progress, SegmentsDone, register
+from localstt.manifest import Manifest
+from localstt.models.capabilities import Diarizer, Progress
+from localstt.models.family import LoadedModel, ModelFamily, register
 from localstt.precision import ModelMakeup, Precision, autocast_context
 from localstt.speakers import parse_turns
+from localstt.spec import ModelSpec
+from localstt.transcript import SpeakerTurn
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
-    from localstt.audio import DecodedAudio
-    from localstt.config import ModelSpec
     from localstt.hub import RemoteFile
-    from localstt.manifest import Manifest
-    from localstt.store import LoadedModel
-    from localstt.transcript import Segment, SpeakerTurn
 
 logger = logging.getLogger(__name__)
 
 
-class Sortformer(ModelFamily):
+class Sortformer(ModelFamily, Diarizer):
     kind: ClassVar[str] = "sortformer"
     runtime_module: ClassVar[str] = "nemo.collections.asr"
     runtime_name: ClassVar[str] = "NeMo"
     makeup: ClassVar[ModelMakeup] = ModelMakeup("Sortformer")
-    transcribes: ClassVar[bool] = False
-    diarizes: ClassVar[bool] = True
+    suggested_table: ClassVar[tuple[str, str]] = ("sortformer", "nvidia/diar_streaming_sortformer_4spk-v2")
     loader_path_margin: ClassVar[int] = UNPACKED_PATH_MARGIN
 
     def plan(self, api: HfApi, spec: ModelSpec) -> list[RemoteFile]:
@@ -57,19 +55,6 @@ class Sortformer(ModelFamily):
         # Plain: SortformerEncLabelModel.__init__ moves its parts with .to(device), which a model
         # built on the meta device cannot do; at 0.5 GB the second copy of the weights is brief.
         return load_nemo(export_dir, manifest, device, "SortformerEncLabelModel", mapped=False)
-
-    def transcribe(
-        self,
-        loaded: LoadedModel,
-        audio: DecodedAudio,
-        options: Any,
-        progress: Progress,
-        segments_done: SegmentsDone | None = None,
-    ) -> tuple[list[Segment], list[str]]:
-        raise EngineError(
-            f"{loaded.spec.key} is a speaker diarizer, not a transcription model; pick another model "
-            "and tick 'Identify speakers'."
-        )
 
     def diarize(self, loaded: LoadedModel, audio: DecodedAudio, progress: Progress) -> list[SpeakerTurn]:
         import torch

@@ -1,0 +1,84 @@
+"""What a family can do with a loaded model: one small protocol per capability.
+
+    Transcriber   speech in, timed text out (listed in the app, the API and the CLI's --model)
+    Diarizer      who speaks when; loaded beside a transcription model, never instead of it
+    Answerer      a language model that answers questions about a transcript
+
+A family implements the ones it has, by subclassing them beside `ModelFamily`
+(`class Parakeet(ModelFamily, Transcriber[ParakeetOptions])`), and everyone else asks the type:
+`isinstance(family, Transcriber)`. A new capability (live streaming, say) is one more protocol here
+and one more base class on the families that have it; nothing else changes for the others.
+
+Every method is called with `loaded.lock` held: one model never runs two requests at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar, runtime_checkable
+
+from localstt.spec import FamilyOptions
+
+if TYPE_CHECKING:
+    from localstt.audio import DecodedAudio
+    from localstt.models.family import LoadedModel
+    from localstt.transcript import Segment, SpeakerTurn
+
+Progress = Callable[[float, str], None]
+# Called with segments as soon as they are final, in order (the API streams them); a family that
+# only has them all at the end may leave it uncalled: the engine hands on whatever was not handed.
+SegmentsDone = Callable[[list["Segment"]], None]
+# (segments, notes on how it was done) of one recording
+Transcribed = tuple[list["Segment"], list[str]]
+
+OptionsT_contra = TypeVar("OptionsT_contra", bound=FamilyOptions, contravariant=True)
+
+
+@runtime_checkable
+class Transcriber(Protocol[OptionsT_contra]):
+    """Turns one recording into segments; its options are the family's `options_type`."""
+
+    has_word_times: ClassVar[bool]  # its segments carry timed words
+
+    def transcribe(
+        self,
+        loaded: LoadedModel,
+        audio: DecodedAudio,
+        options: OptionsT_contra,
+        progress: Progress,
+        segments_done: SegmentsDone | None = None,
+    ) -> Transcribed:
+        """(segments, notes on how it was done) for one recording."""
+        ...
+
+    def transcribe_batch(
+        self,
+        loaded: LoadedModel,
+        audios: Sequence[DecodedAudio],
+        options: OptionsT_contra,
+        progress: Progress,
+    ) -> list[Transcribed]:
+        """`transcribe` of each recording, in the order given; a family that can run several at once
+        overrides this (localstt/runs/batch.py)."""
+        return [self.transcribe(loaded, audio, options, progress) for audio in audios]
+
+
+@runtime_checkable
+class Diarizer(Protocol):
+    """Says who speaks when; the engine merges its turns with a transcript's words."""
+
+    # The config.toml table that adds one, for the sentence that says how: (key, repo).
+    suggested_table: ClassVar[tuple[str, str]]
+
+    def diarize(self, loaded: LoadedModel, audio: DecodedAudio, progress: Progress) -> list[SpeakerTurn]:
+        """Who speaks when in one recording, speakers numbered in order of first appearance."""
+        ...
+
+
+@runtime_checkable
+class Answerer(Protocol):
+    """Has a language model to ask about a transcript."""
+
+    def ask(self, loaded: LoadedModel, transcript_text: str, question: str, max_new_tokens: int) -> str:
+        """The language model's reply (with any <think> part) to `question` about a transcript."""
+        ...

@@ -1,0 +1,108 @@
+"""Plain data that every layer shares: what config.toml says of a model (`ModelSpec`), which
+config.toml is meant (`find_config_path`), and how a transcription option is declared (`setting`,
+`Limit`, `FamilyOptions`).
+
+A leaf: it imports only the other leaves (`environment`, `errors`), so the model families, the
+manifest and the config reader can all use it without importing one another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from localstt import environment
+
+CONFIG_NAME = "config.toml"
+# The config.toml of the checkout this package sits in, if it does (a fallback, see find_config_path).
+CHECKOUT_CONFIG_PATH = Path(__file__).resolve().parent.parent / CONFIG_NAME
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str
+    repo: str
+    revision: str
+    kind: str  # names its family (localstt/models/)
+    llm_repo: str = ""
+    llm_revision: str = ""
+
+    @property
+    def short_revision(self) -> str:
+        return self.revision[:12]
+
+    @property
+    def display_name(self) -> str:
+        return self.repo.rsplit("/", 1)[-1]
+
+    @property
+    def pinned_repos(self) -> tuple[tuple[str, str], ...]:
+        """(repo, revision) of each repo the export takes files from: the model's, and its language
+        model's when it names one."""
+        llm = ((self.llm_repo, self.llm_revision),) if self.llm_repo else ()
+        return ((self.repo, self.revision), *llm)
+
+    @property
+    def is_pinned(self) -> bool:
+        return all(COMMIT_RE.match(revision) for _, revision in self.pinned_repos)
+
+
+def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """--config wins, then $LOCALSTT_CONFIG, then config.toml in the working folder, then the
+    checkout's (where the package sits in one); else config.toml in the working folder, which
+    load_config then reports missing."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    if (from_env := environment.config_path()) is not None:
+        return from_env
+    here = Path.cwd() / CONFIG_NAME
+    if not here.is_file() and CHECKOUT_CONFIG_PATH.is_file():
+        return CHECKOUT_CONFIG_PATH
+    return here.resolve()
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The values a setting in config.toml's [transcription] may take, and how to say so."""
+
+    low: float
+    low_allowed: bool  # may it be `low` itself?
+    high: float | None  # the highest allowed (itself included); None: no upper limit
+    whole: bool  # whole numbers only
+    instead: str  # what to write instead, e.g. "a whole number, 1 or more"
+    words: tuple[str, ...] = ()  # words it may also be, e.g. ("auto",)
+
+    def allows(self, value: object) -> bool:
+        if isinstance(value, str):
+            return value in self.words
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            return False
+        above = value >= self.low if self.low_allowed else value > self.low
+        fits = above and (self.high is None or value <= self.high)
+        return fits and (not self.whole or float(value) == int(value))
+
+
+def setting(default: float | str, limit: Limit) -> Any:
+    """A dataclass field that config.toml's [transcription] can set, within `limit`."""
+    return field(default=default, metadata={"limit": limit})
+
+
+def settings_of(options_type: type[Any]) -> dict[str, Limit]:
+    """The fields of an options dataclass that config.toml can set, and their limits."""
+    return {f.name: f.metadata["limit"] for f in dataclasses.fields(options_type) if "limit" in f.metadata}
+
+
+def field_names(options_type: type[Any]) -> set[str]:
+    return {f.name for f in dataclasses.fields(options_type)}
+
+
+@dataclass(frozen=True)
+class FamilyOptions:
+    """A family's own transcription options. Its field names are also the keys of config.toml's
+    [transcription] table, so they are unique across families: prefix them with the family's name."""
