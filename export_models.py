@@ -1,7 +1,7 @@
 """One-time setup: download each model at its pinned commit, verify it, and export it to local_models/.
 
 uv run python export_models.py                 # every model in config.toml
-uv run python export_models.py parakeet        # just one
+uv run python export_models.py KEY             # just one ([models.KEY] in config.toml)
 uv run python export_models.py --verify        # full sha256 check of what is on disk
 uv run python export_models.py --update        # move the pins to the hub's current main
 uv run python export_models.py --repair KEY    # download again whatever fails the check

@@ -1,7 +1,8 @@
 """Load exported models from local_models/ only. This module never downloads anything.
 
     from model_loader import load_model
-    model = load_model("parakeet")          # NeMo's model, ready; loaded once per process
+    model = load_model(key)                 # NeMo's model for config.toml's [models.KEY], ready;
+                                            # loaded once per process
 
 Importing it makes the process offline first (localstt/offline.py), so nothing in it can reach a
 hub, even by accident. Everything here lives in the localstt package (localstt/store.py); this file

@@ -18,7 +18,6 @@ import json
 import re
 import socket
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path
@@ -26,10 +25,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(REPO / "tests"), str(REPO), str(HERE)]
 
-from report import machine_name, replace_section, section_text  # noqa: E402
-
+from benchmarks.report import machine_name, replace_section, section_text  # noqa: E402
 from localstt.compat import tarfile_with_extraction_filters  # noqa: E402
 
 tarfile_with_extraction_filters()
@@ -40,9 +37,9 @@ TARGET = 1.05
 
 def exported_project(workdir: Path, nemo: Path) -> Path:
     """A config.toml with only Parakeet, exported from the test hub through export_models.py."""
-    from hubserver import run_hub
-    from store_env import NEMO_NAME, Project
-    from tiny_models import PARAKEET_REPO_ID
+    from testkit.hubserver import run_hub
+    from testkit.store_env import NEMO_NAME, Project
+    from testkit.tiny_models import PARAKEET_REPO_ID
 
     root = workdir / "project"
     config = root / "config.toml"
@@ -78,17 +75,17 @@ def main() -> None:
 
     import torch
     import uvicorn
-    from models import FULL, build_parakeet_nemo, make_speech
     from openai import OpenAI
     from starlette.applications import Starlette
     from starlette.routing import Mount
-    from tiny_models import TINY_PARAKEET_NEMO
 
+    from benchmarks.models import FULL, build_parakeet_nemo, make_speech
     from localstt import engine
-    from localstt.api import ApiServer
     from localstt.config import load_config
-    from localstt.gpu_queue import GpuQueue
     from localstt.store import ModelStore
+    from localstt.web.gpu_queue import GpuQueue
+    from localstt.web.openai_api import ApiServer
+    from testkit.tiny_models import TINY_PARAKEET_NEMO
 
     workdir = HERE / "work" / f"api-{args.model}"
     workdir.mkdir(parents=True, exist_ok=True)

@@ -18,11 +18,6 @@ import argparse
 import json
 import subprocess
 import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from localstt.memory import (  # noqa: E402
     NVIDIA_FULL_ATTENTION_MAX_MINUTES,

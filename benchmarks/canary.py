@@ -7,7 +7,7 @@ modality adapter, Qwen3-1.7B with LoRA on q_proj/v_proj):
   vocabulary, tied embeddings;
 - LoRA rank 128 (alpha 256) on the LLM's q_proj and v_proj.
 
-The config layout is tests/tiny_models.py's, which mirrors the real config.json; the LLM repo's
+The config layout is testkit/tiny_models.py's, which mirrors the real config.json; the LLM repo's
 tokenizer is the tiny one from there (the embedding matrix still has the full 151,936 rows). The
 weights are saved in bfloat16, as the published model.safetensors is.
 """
@@ -15,15 +15,10 @@ weights are saved in bfloat16, as the published model.safetensors is.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
-
-from tiny_models import (  # noqa: E402
+from testkit.tiny_models import (  # noqa: E402
     CANARY_REPO_ID,
     build_tiny_qwen_repo,
     save_canary_repo,

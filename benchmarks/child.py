@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(Path(__file__).resolve().parent)]
 GiB = 1024**3
 
 
@@ -106,7 +105,7 @@ LOADERS: dict[str, Callable[[dict[str, Any]], Any]] = {
 def first_transcription(name: str, model: Any, clip: str) -> int:
     """Transcribe the clip once, as a user's first request would: the length of what came out."""
     if name.startswith("canary_"):
-        from canary import first_transcription as generate_once
+        from benchmarks.canary import first_transcription as generate_once
 
         return generate_once(model, clip)
     return len(model.transcribe([clip], batch_size=1, timestamps=True, verbose=False)[0].text)
@@ -124,7 +123,8 @@ def run_load(spawn_time: float, contenders: list[str], args: dict[str, Any]) -> 
 
     if contenders[0].startswith("canary_"):
         import nemo.collections.speechlm2.models  # noqa: F401
-        from canary import LOADERS as CANARY_LOADERS
+
+        from benchmarks.canary import LOADERS as CANARY_LOADERS
 
         LOADERS.update(CANARY_LOADERS)
 
@@ -233,7 +233,7 @@ def run_seed(args: dict[str, Any]) -> None:
 
 
 def run_build(args: dict[str, Any]) -> None:
-    from models import FULL, QUICK, build_parakeet_nemo
+    from benchmarks.models import FULL, QUICK, build_parakeet_nemo
 
     started = time.perf_counter()
     nemo, parameters, shift = build_parakeet_nemo(Path(args["workdir"]), QUICK if args["quick"] else FULL)
@@ -248,7 +248,7 @@ def run_build(args: dict[str, Any]) -> None:
 
 
 def run_build_canary(args: dict[str, Any]) -> None:
-    from canary import CANARY_FULL, CANARY_QUICK, build_canary_repos
+    from benchmarks.canary import CANARY_FULL, CANARY_QUICK, build_canary_repos
 
     started = time.perf_counter()
     facts = build_canary_repos(Path(args["workdir"]), CANARY_QUICK if args["quick"] else CANARY_FULL)

@@ -29,7 +29,6 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(REPO / "tests"), str(REPO), str(HERE)]
 
 CONTENDERS = ("load", "warm_up")
 CLIP_SECONDS = 5.0
@@ -70,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         child(*args.child)
         return 0
 
-    import gpu_check
-    from hubserver import run_hub
-    from report import machine_name
-    from store_env import make_project
+    from benchmarks import gpu_check
+    from benchmarks.report import machine_name
+    from testkit.hubserver import run_hub
+    from testkit.store_env import make_project
 
     work = args.workdir.resolve()
     audio = work / "audio"

@@ -9,7 +9,7 @@ What it does, each measuring step in a fresh process of this file (`--child STEP
    benchmarks/models.py, float32 as published; a Canary-Qwen-2.5B-sized SALM from benchmarks/canary.py,
    bfloat16 as published; the full-size Sortformer diarizer from benchmarks/speakers.py). `--tiny`
    takes the tests' tiny models instead.
-2. exports them with export_models.py from the local test hub (tests/hubserver.py, 127.0.0.1), so
+2. exports them with export_models.py from the local test hub (testkit/hubserver.py, 127.0.0.1), so
    what is measured is the real store loading the real export.
 3. `parakeet`: time to ready from process start, peak host RSS, GPU memory after the load against the
    weights' bytes, every parameter's dtype; a 5 s job right after the load and again (what the app's
@@ -49,7 +49,6 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests"), str(REPO), str(HERE)]
 
 ANCHORS = {
     "parakeet_rtfx_batch_128": 3380.0,  # the Open ASR Leaderboard's figure for parakeet-tdt-0.6b-v2
@@ -132,7 +131,8 @@ def prepare_audio(folder: Path) -> list[Path]:
     import numpy as np
     import soundfile as sf
     import soxr
-    from models import SENTENCES
+
+    from benchmarks.models import SENTENCES
 
     folder.mkdir(parents=True, exist_ok=True)
     made = []
@@ -179,14 +179,15 @@ def recording(utterances: list[Any], minutes: float) -> Any:
 
 def build(kind: str, workdir: Path, tiny: bool, audio: Path, device: str) -> dict[str, Any]:
     """The files the hub serves for one model (in a child: the builds import NeMo)."""
-    from store_env import NEMO_NAME, SORTFORMER_NEMO_NAME
-    from tiny_models import TINY_PARAKEET_NEMO, TINY_SORTFORMER_NEMO
+    from testkit.store_env import NEMO_NAME, SORTFORMER_NEMO_NAME
+    from testkit.tiny_models import TINY_PARAKEET_NEMO, TINY_SORTFORMER_NEMO
 
     if kind == "parakeet":
         if tiny:
             return {"files": {NEMO_NAME: str(TINY_PARAKEET_NEMO)}}
         import soundfile as sf
-        from models import FULL, build_parakeet_nemo
+
+        from benchmarks.models import FULL, build_parakeet_nemo
 
         # The blank bias is calibrated on 30 s of the utterances (models.make_speech would need
         # espeak-ng and sox, which a GPU machine may not have): written where make_speech looks.
@@ -196,7 +197,7 @@ def build(kind: str, workdir: Path, tiny: bool, audio: Path, device: str) -> dic
         nemo, parameters, shift = build_parakeet_nemo(workdir / "parakeet", FULL, device)
         return {"files": {nemo.name: str(nemo)}, "parameters": parameters, "blank_bias_shift": shift}
     if kind == "canary-qwen":
-        from canary import CANARY_FULL, CANARY_QUICK, build_canary_repos
+        from benchmarks.canary import CANARY_FULL, CANARY_QUICK, build_canary_repos
 
         facts = build_canary_repos(workdir / "canary", CANARY_QUICK if tiny else CANARY_FULL)
         return {"canary": facts, "parameters": facts["parameters"]}
@@ -207,7 +208,8 @@ def build(kind: str, workdir: Path, tiny: bool, audio: Path, device: str) -> dic
         import torch
         from nemo.collections.asr.models import SortformerEncLabelModel
         from omegaconf import OmegaConf
-        from speakers import full_size_config
+
+        from benchmarks.speakers import full_size_config
 
         torch.manual_seed(0)
         model = SortformerEncLabelModel(cfg=OmegaConf.create(full_size_config())).eval()
@@ -220,14 +222,14 @@ def build(kind: str, workdir: Path, tiny: bool, audio: Path, device: str) -> dic
 
 def export(kind: str, built: dict[str, Any], project: Any) -> dict[str, Any]:
     """export_models.py KIND from the test hub; the requests and bytes it took."""
-    from tiny_models import CANARY_REPO_ID, PARAKEET_REPO_ID, QWEN_REPO_ID, SORTFORMER_REPO_ID
+    from testkit.tiny_models import CANARY_REPO_ID, PARAKEET_REPO_ID, QWEN_REPO_ID, SORTFORMER_REPO_ID
 
     hub = project.hub
     repo = {"parakeet": PARAKEET_REPO_ID, "canary-qwen": CANARY_REPO_ID, "sortformer": SORTFORMER_REPO_ID}[
         kind
     ]
     if "canary" in built:  # its repo and its LLM's, as benchmarks/run.py serves them
-        from canary import canary_hub_files
+        from benchmarks.canary import canary_hub_files
 
         files, llm_files = canary_hub_files(built["canary"])
         hub.add_commit(QWEN_REPO_ID, llm_files)
@@ -299,7 +301,7 @@ def peak_gpu(device: str) -> int:
 
 def load_figures(store: Any, key: str, spawned: float, device: str) -> tuple[Any, dict[str, Any]]:
     """Load `key` from the store; time to ready from process start, memory, dtypes."""
-    from child import peak_rss
+    from benchmarks.child import peak_rss
 
     started = time.perf_counter()
     loaded = store.load(key)
@@ -730,8 +732,8 @@ def check(args: argparse.Namespace) -> int:
     audio = args.audio or workdir / "audio"
     if not args.audio:
         prepare_audio(audio)
-    from hubserver import run_hub
-    from store_env import make_project
+    from testkit.hubserver import run_hub
+    from testkit.store_env import make_project
 
     skip = {part for part in args.skip.split(",") if part}
     kinds = [
@@ -806,7 +808,7 @@ def check(args: argparse.Namespace) -> int:
     results_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     doc = args.doc or (REPO / "docs" / "benchmarks.md" if args.device == "cuda" and not args.tiny else None)
     if doc is not None:
-        from report import replace_section
+        from benchmarks.report import replace_section
 
         replace_section(doc, DOC_HEADING, doc_section(report))
     print()

@@ -6,7 +6,7 @@
   That comes to 617.8 M parameters (the model card says 0.6 B) and a 2.47 GB `.nemo`.
 * `--quick`: the same classes at toy size (d_model 64, 2 layers, 96 pieces), for the smoke test.
 
-The section layout, targets and preprocessor come from tests/tiny_models.py, which mirrors the real
+The section layout, targets and preprocessor come from testkit/tiny_models.py, which mirrors the real
 model_config.yaml; only the sizes differ. Nothing is downloaded.
 
 Greedy TDT decoding of random weights emits a token at nearly every step (up to `max_symbols` = 10
@@ -20,15 +20,10 @@ from __future__ import annotations
 import json
 import random
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
-
-from tiny_models import tiny_parakeet_config, train_tiny_spm_tokenizer  # noqa: E402
+from testkit.tiny_models import tiny_parakeet_config, train_tiny_spm_tokenizer  # noqa: E402
 
 FULL = {
     "d_model": 1024,

@@ -8,7 +8,7 @@ Everything is measured in one run: the loaders alternate round by round, each lo
 process, medians over the rounds. Results go to benchmarks/results.json and docs/benchmarks.md
 (--quick: to benchmarks/work/quick/ unless --results/--doc say otherwise). Nothing is downloaded
 from the internet: models are random-weight builds of the real architectures (benchmarks/models.py,
-benchmarks/canary.py) and downloads go to the test hub on 127.0.0.1 (tests/hubserver.py).
+benchmarks/canary.py) and downloads go to the test hub on 127.0.0.1 (testkit/hubserver.py).
 """
 
 from __future__ import annotations
@@ -29,11 +29,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(REPO / "tests"), str(REPO), str(HERE)]
 
-from report import console_table, summarize  # noqa: E402
-from write_doc import write_doc  # noqa: E402
-
+from benchmarks.report import console_table, summarize  # noqa: E402
+from benchmarks.write_doc import write_doc  # noqa: E402
 from localstt.compat import tarfile_with_extraction_filters  # noqa: E402
 
 tarfile_with_extraction_filters()  # extractall(filter="data") below: PEP 706, missing before Python 3.11.4
@@ -130,8 +128,8 @@ def base_env(workdir: Path) -> dict[str, str]:
 
 def downloads(nemo: Path, workdir: Path, verify_rounds: int) -> dict[str, Any]:
     """Export from the local test hub, export again, seed an HF cache, time --verify against sha256sum."""
-    from hubserver import run_hub
-    from store_env import make_project
+    from testkit.hubserver import run_hub
+    from testkit.store_env import make_project
 
     root = workdir / "project"
     shutil.rmtree(root, ignore_errors=True)
@@ -237,10 +235,10 @@ def available_gib() -> float:
 
 def canary_export(built: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """Export canary-qwen (and its LLM's config and tokenizer) from the test hub; seed an HF cache."""
-    from canary import SEED_FILES, canary_hub_files
-    from hubserver import run_hub
-    from store_env import make_project
-    from tiny_models import LLM_FILES, QWEN_REPO_ID
+    from benchmarks.canary import SEED_FILES, canary_hub_files
+    from testkit.hubserver import run_hub
+    from testkit.store_env import make_project
+    from testkit.tiny_models import LLM_FILES, QWEN_REPO_ID
 
     root, cache = workdir / "canary-project", workdir / "hf-cache-canary"
     shutil.rmtree(root, ignore_errors=True)
@@ -273,7 +271,7 @@ def canary_phases(
     args: argparse.Namespace, phases: Phases, env: dict[str, str], clip: Path
 ) -> dict[str, Any]:
     """Canary-Qwen-2.5B-sized SALM: build, export, then alternating loads (if memory allows)."""
-    from canary import CANARY_CONTENDERS, CANARY_MEMORY_GIB, PUBLISHED_CANARY_PARAMETERS
+    from benchmarks.canary import CANARY_CONTENDERS, CANARY_MEMORY_GIB, PUBLISHED_CANARY_PARAMETERS
 
     needed, free = CANARY_MEMORY_GIB["quick" if args.quick else "full"], available_gib()
     if free < needed:
@@ -337,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     results["downloads"] = phases.run("downloads", lambda: downloads(nemo, args.workdir, args.rounds))
     config = Path(results["downloads"]["config"])
     env["LOCALSTT_CONFIG"] = str(config)
-    from models import make_speech
+    from benchmarks.models import make_speech
 
     files = {
         "config": config,

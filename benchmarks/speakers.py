@@ -25,7 +25,6 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests"), str(REPO)]
 
 
 # Streaming settings: NeMo's streaming_sortformer_diarizer_4spk-v2.yaml, and the widely used
@@ -46,7 +45,7 @@ def full_size_config(preset: str = "released") -> dict[str, Any]:
     """The tiny fixture's configuration (scripts/make_tiny_sortformer.py) at the released model's
     sizes: FastConformer 17 x 512 (256 subsampling channels, feed-forward x4, 8 heads), Transformer
     18 x 192 (inner 768, 8 heads), per-feature normalisation, and the streaming settings of `preset`."""
-    from make_tiny_sortformer import tiny_sortformer_config
+    from testkit.tiny_models import tiny_sortformer_config
 
     config = tiny_sortformer_config(d_fc=512, d_tf=192)
     config["preprocessor"]["normalize"] = "per_feature"
@@ -74,7 +73,7 @@ def measure(minutes: float, preset: str) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from localstt.compat import tarfile_with_extraction_filters
-    from localstt.speakers import parse_turns
+    from localstt.models.sortformer import parse_turns
 
     tarfile_with_extraction_filters()
     nemo_logging.setLevel(nemo_logging.ERROR)
@@ -121,7 +120,7 @@ def main() -> None:
         print("RESULT " + json.dumps(measure(float(args.child[0]), args.child[1])))
         return
     if args.report_only:
-        from report import replace_section
+        from benchmarks.report import replace_section
 
         saved = json.loads((args.workdir / "speakers.json").read_text(encoding="utf-8"))
         replace_section(args.doc, HEADING, section(saved))
@@ -137,7 +136,8 @@ def main() -> None:
             runs.append(json.loads(done.stdout.split("RESULT ", 1)[1]))
             print(json.dumps(runs[-1]), flush=True)
     import torch
-    from report import machine_name, replace_section
+
+    from benchmarks.report import machine_name, replace_section
 
     result = {"machine": machine_name("cpu"), "torch": torch.__version__, "runs": runs}
     (args.workdir / "speakers.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

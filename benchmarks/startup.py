@@ -2,7 +2,7 @@
 
     uv run python benchmarks/startup.py [--rounds 1] [--workdir benchmarks/work/startup]
 
-One run, every contender in a fresh process, on the tiny Parakeet of the tests (tests/tiny_models.py)
+One run, every contender in a fresh process, on the tiny Parakeet of the tests (testkit/tiny_models.py)
 exported from the test hub on 127.0.0.1, so NeMo's import dominates as it does for the real model on a
 fast disk; nothing comes from the internet. Prints a JSON summary and writes WORKDIR/startup.json.
 
@@ -35,7 +35,6 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(REPO / "tests"), str(REPO)]
 
 USER_PAUSE_S = 3.0  # from the first page to the click
 CONTENDERS = ("preload", "no_preload", "preload_at_start", "nemo_demo")
@@ -65,15 +64,14 @@ def serve_nemo_demo(nemo: str, port: int) -> None:
 def serve_app_eager(argv: list[str]) -> None:
     """The app with its warm-up started at once in main(), not once the page is served."""
     import transcribe_ui
+    from localstt.web.app import TranscriptionApp
 
-    start_preload = transcribe_ui.TranscriptionApp.start_preload
+    start_preload = TranscriptionApp.start_preload
 
-    def eager(
-        self: transcribe_ui.TranscriptionApp, after_server: bool = True, server_wait_s: float = 120.0
-    ) -> Any:
+    def eager(self: TranscriptionApp, after_server: bool = True, server_wait_s: float = 120.0) -> Any:
         return start_preload(self, after_server=False)
 
-    transcribe_ui.TranscriptionApp.start_preload = eager  # type: ignore[method-assign]
+    TranscriptionApp.start_preload = eager  # type: ignore[method-assign]
     sys.exit(transcribe_ui.main(argv))
 
 
@@ -245,9 +243,10 @@ def build_project(work: Path) -> tuple[Any, Any, Path]:
     """Tiny Parakeet exported from the test hub; returns (hub context, project, 5 s clip)."""
     import numpy as np
     import soundfile as sf
-    from hubserver import run_hub
-    from store_env import NEMO_NAME, make_project
-    from tiny_models import PARAKEET_REPO_ID, PHRASE_WAV, TINY_PARAKEET_NEMO
+
+    from testkit.hubserver import run_hub
+    from testkit.store_env import NEMO_NAME, make_project
+    from testkit.tiny_models import PARAKEET_REPO_ID, PHRASE_WAV, TINY_PARAKEET_NEMO
 
     hub_context = run_hub()
     hub = hub_context.__enter__()
@@ -296,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work: Path = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    from store_env import NEMO_NAME
+    from testkit.store_env import NEMO_NAME
 
     hub_context, project, clip = build_project(work)
     try:
@@ -362,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summary(results: dict[str, Any]) -> dict[str, Any]:
-    from tiny_models import PHRASE_TXT
+    from testkit.tiny_models import PHRASE_TXT
 
     rounds = results["rounds"]
 

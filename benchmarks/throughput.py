@@ -7,8 +7,8 @@ The same fixed set of short espeak-ng recordings (sentences x speaking rates x v
 goes through:
 
 * one by one: `engine.transcribe` per file, in this process, model already loaded;
-* batched: `batch.transcribe_all` (decode threads + the family's batches), same process and model;
-* Ray, 1 and 2 actors: `ray_job.run_on_ray` on a local instance (127.0.0.1 only) that was started
+* batched: `runs.batch.transcribe_all` (decode threads + the family's batches), same process and model;
+* Ray, 1 and 2 actors: `runs.ray.run_on_ray` on a local instance (127.0.0.1 only) that was started
   once; each job starts its own actor pool, each actor loading one model replica, and writes the
   .txt outputs and job.jsonl as the CLI does.
 
@@ -28,17 +28,14 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(REPO / "tests"), str(REPO), str(HERE)]
 
-from report import machine_name, replace_section, section_text  # noqa: E402
-
+from benchmarks.report import machine_name, replace_section, section_text  # noqa: E402
 from localstt.compat import tarfile_with_extraction_filters  # noqa: E402
 
 tarfile_with_extraction_filters()
@@ -50,7 +47,7 @@ VOICES = ("en-us", "en-gb")
 
 def make_recordings(folder: Path) -> list[Path]:
     """One short WAV per sentence, rate and voice (made once)."""
-    from models import SENTENCES
+    from benchmarks.models import SENTENCES
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -85,14 +82,16 @@ def main() -> None:
 
     import soundfile as sf
     import torch
-    from api_overhead import exported_project
-    from models import FULL, build_parakeet_nemo
-    from tiny_models import TINY_PARAKEET_NEMO
 
-    from localstt import engine, ray_job
-    from localstt.batch import transcribe_all
+    from benchmarks.api_overhead import exported_project
+    from benchmarks.models import FULL, build_parakeet_nemo
+    from localstt import engine
     from localstt.config import load_config
+    from localstt.runs import ray as ray_job
+    from localstt.runs import ray_cluster
+    from localstt.runs.batch import transcribe_all
     from localstt.store import ModelStore
+    from testkit.tiny_models import TINY_PARAKEET_NEMO
 
     model_dir = HERE / "work" / f"api-{args.model}"  # shared with api_overhead.py: built once
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +130,7 @@ def main() -> None:
         results[name] = figures(statistics.median(values), count, audio_s)
 
     started = time.perf_counter()
-    ray_job.start_ray(None)
+    ray_cluster.start_ray(None)
     ray_init_s = time.perf_counter() - started
     import ray
 
@@ -154,18 +153,20 @@ def main() -> None:
             )
             seconds = time.time() - began
             texts[name] = [r.transcript.text if r.transcript else "" for r in done]
-            actor_facts = {r.actor_pid: r for r in done}
-            ready = max(r.actor_ready_at for r in actor_facts.values())  # the whole pool has its model
+            actor_facts = {r.ray.actor_pid: r for r in done if r.ray}
+            ready = max(
+                r.ray.actor_ready_at for r in actor_facts.values() if r.ray
+            )  # the whole pool has its model
             results[name] = {
                 **figures(seconds, count, audio_s),
                 "steady": figures(max(arrived) - ready, count, audio_s),
                 "pool_start_s": round(ready - began, 3),
                 "actors_used": len(actor_facts),
-                "model_loads": sorted(r.actor_loads for r in actor_facts.values()),
-                "model_load_s": sorted(round(r.load_s, 3) for r in actor_facts.values()),
+                "model_loads": sorted(r.ray.actor_loads for r in actor_facts.values() if r.ray),
+                "model_load_s": sorted(round(r.ray.load_s, 3) for r in actor_facts.values() if r.ray),
             }
     finally:
-        ray_job.stop_ray()
+        ray_cluster.stop_ray()
 
     base = results["one_by_one"]["files_per_s"]
     result: dict[str, Any] = {
@@ -201,7 +202,7 @@ def write_section(doc: Path, result: dict[str, Any]) -> None:
     rows = []
     labels = {
         "one_by_one": "one by one (`engine.transcribe`)",
-        "batched": "batched (`batch.transcribe_all`)",
+        "batched": "batched (`runs.batch.transcribe_all`)",
         "ray_1_actor": "Ray Data, 1 actor",
         "ray_2_actors": "Ray Data, 2 actors",
     }
@@ -241,7 +242,7 @@ def write_section(doc: Path, result: dict[str, Any]) -> None:
             "",
             "`benchmarks/throughput.py`: the same short espeak-ng recordings (4 sentences x 3 rates x 2 "
             "voices, the set 4 times over) one by one and batched (median of 3 alternating runs each), "
-            "and through `localstt.ray_job.run_on_ray` with 1 and 2 actors on a local Ray instance started "
+            "and through `localstt.runs.ray.run_on_ray` with 1 and 2 actors on a local Ray instance started "
             "once. Ray's wall time is the whole job: the actor pool's start-up (worker processes, imports, "
             "one model load per actor), then decode tasks, transcription, and the .txt outputs and "
             "job.jsonl lines written by the driver; *steady* counts only the time after the last actor had "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from report import GB, GiB, load_table, targets_table
+from benchmarks.report import GB, GiB, load_table, targets_table
 
 HERE = Path(__file__).resolve().parent
 
@@ -161,7 +161,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         *_canary(results),
         "",
-        "## Downloads (local test hub, tests/hubserver.py)",
+        "## Downloads (local test hub, testkit/hubserver.py)",
         "",
         *_downloads(results),
         "",

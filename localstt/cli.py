@@ -1,8 +1,8 @@
-"""`transcribe FILE|DIR... [--manifest LIST.jsonl] --model parakeet --format srt,txt --out DIR`.
+"""`transcribe FILE|DIR... [--manifest LIST.jsonl] --model KEY --format srt,txt --out DIR`.
 
-A job the user can stop and resume: the recordings are transcribed in batches (localstt/batch.py:
+A job the user can stop and resume: the recordings are transcribed in batches (localstt/runs/batch.py:
 decoded on threads while the model runs, longest first), and each one's files and its line in
-OUT/job.jsonl (localstt/joblog.py) are written as soon as it is done. Run the same command again and
+OUT/job.jsonl (localstt/runs/resume.py) are written as soon as it is done. Run the same command again and
 the recordings already done with the same content, model and pinned commit are skipped; Ctrl-C or a
 kill loses at most the batch in flight. `--manifest` reads NeMo-style JSON lines (`audio_filepath`).
 
@@ -27,14 +27,21 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from localstt.joblog import JOB_FILE
+from tqdm import tqdm
 
-if TYPE_CHECKING:
-    from localstt.options import TranscribeOptions
-    from localstt.store import ModelStore
-    from localstt.transcript import Transcript
+import localstt.offline  # noqa: F401,I001  # first: nothing this command imports can reach a hub
+from localstt.audio import probe_seconds
+from localstt.engine import diarizer_key
+from localstt.errors import ConfigError, LocalSttError
+from localstt.formats import WRITERS
+from localstt.logfile import log_to_console
+from localstt.runs.batch import run_job_here
+from localstt.runs.ray import run_job_on_ray
+from localstt.runs.result import RecordingResult
+from localstt.runs.resume import JOB_FILE, Job
+from localstt.speakers import parse_names
+from localstt.store import ModelStore, default_store
 
 AUDIO_SUFFIXES = {
     ".wav",
@@ -108,9 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="transcribe", description="Transcribe recordings offline.")
     parser.add_argument("inputs", nargs="*", help="audio files or folders")
     parser.add_argument("--manifest", help="a JSON-lines list of recordings (NeMo's audio_filepath)")
-    parser.add_argument("--model", default="parakeet", help="model key from config.toml (default: parakeet)")
+    parser.add_argument("--model", help="model key from config.toml (default: its first transcription model)")
     parser.add_argument(
-        "--format", default="txt,srt", help="comma-separated: txt,srt,vtt,json (default: txt,srt)"
+        "--format",
+        default="txt,srt",
+        help=f"comma-separated: {','.join(WRITERS)} (default: txt,srt)",
     )
     parser.add_argument("--out", default="transcripts", help="output folder (default: ./transcripts)")
     parser.add_argument("--config", help="path to config.toml")
@@ -125,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--speakers",
         action="store_true",
-        help="say who spoke (up to 4 speakers; needs the sortformer model of config.toml exported)",
+        help="say who spoke (up to 4 speakers; needs the speaker diarizer of config.toml exported)",
     )
     parser.add_argument(
         "--speaker-names",
@@ -134,13 +143,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="names for the speakers in the order they are first heard (implies --speakers)",
     )
     args = parser.parse_args(argv)
-
-    import localstt.offline  # noqa: F401  # before the modules that load models: no hub, ever
-    from localstt.errors import ConfigError, LocalSttError
-    from localstt.logfile import log_to_console
-    from localstt.store import default_store
-    from localstt.subtitles import WRITERS
-
     log_to_console()
 
     formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
@@ -151,17 +153,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from localstt.engine import diarizer_key
-    from localstt.speakers import parse_names
-
     speakers = args.speakers or bool(args.speaker_names.strip())
     try:
         store = default_store(args.config)
-        spec = store.config.model(args.model)
-        if args.model not in store.config.transcribers:
+        model_key = args.model or next(iter(store.config.transcribers), "")
+        spec = store.config.model(model_key)
+        if model_key not in store.config.transcribers:
             models = ", ".join(store.config.transcribers) or "none"
             raise ConfigError(
-                f"{args.model} ({spec.display_name}) says who spoke but transcribes nothing; pick a "
+                f"{model_key} ({spec.display_name}) says who spoke but transcribes nothing; pick a "
                 f"transcription model with --model ({models}) and add --speakers."
             )
         diarizer = diarizer_key(store) if speakers else None
@@ -193,19 +193,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         print(f"error: cannot make the output folder {out_dir} ({error.strerror or error}).", file=sys.stderr)
         return 2
-    # The store records the outcome: the first transcription waits for this load or gets its error.
-    keys = [args.model] + ([diarizer] if diarizer else [])
-    loader = threading.Thread(target=_load_quietly, args=(store, keys), name="load", daemon=True)
     if args.ray is not None and importlib.util.find_spec("ray") is None:
         print("error: --ray needs Ray: install it with `uv sync --extra cluster`.", file=sys.stderr)
         return 2
     ray = (
         RaySettings(None if args.ray == "local" else args.ray, args.actors) if args.ray is not None else None
     )
+    # The store records the outcome: the first transcription waits for this load or gets its error.
+    keys = [model_key] + ([diarizer] if diarizer else [])
+    loader = threading.Thread(target=_load_quietly, args=(store, keys), name="load", daemon=True)
     if ray is None:  # on Ray each actor loads its own replica; this process needs none
         loader.start()
     try:
-        status = run_job(files, args.model, formats, out_dir, options, store, ray)
+        job = Job(files, model_key, spec.revision, formats, out_dir, options, store.config.path)
+        if job.skipped:
+            print(f"{job.skipped} of {len(files)} already done in {job.log.path}; doing the rest.")
+        status = run_job(job, store, ray)
     except LocalSttError as error:  # the model or the configuration: no other file would work
         print(f"error: {error}", file=sys.stderr)
         status = 2
@@ -221,46 +224,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
-def run_job(
-    files: Sequence[Path],
-    model_key: str,
-    formats: Sequence[str],
-    out_dir: Path,
-    options: TranscribeOptions,
-    store: ModelStore,
-    ray: RaySettings | None = None,
-) -> int:
-    """Transcribe `files` into `out_dir`, skipping those its job.jsonl has done with this model and
-    commit; each file's outputs and line are written as soon as it is done (here, or on Ray with
-    `ray`: localstt/ray_job.py). Exit status: 0, or 1 when some failed (one `failed: FILE: sentence`
-    line each, at the end).
+def run_job(job: Job, store: ModelStore, ray: RaySettings | None = None) -> int:
+    """Transcribe what `job` has left to do, here or on Ray (localstt/runs/), with a progress bar;
+    each recording's outputs and line are written as soon as it is done. Exit status: 0, or 1 when
+    some failed (one `failed: FILE: sentence` line each, at the end).
 
     Raises:
         LocalSttError: one about the whole run (the model is not exported or does not load).
     """
-    from tqdm import tqdm
-
-    from localstt.audio import probe_seconds
-    from localstt.batch import transcribe_many
-    from localstt.hashing import sha256_file
-    from localstt.joblog import JobLog, finish_recording, speakers_setting
-
-    job = JobLog(out_dir)
-    revision = store.config.model(model_key).revision
-    speakers = speakers_setting(options)
-    hashes: dict[Path, str] = {}
-    todo: list[Path] = []
-    for path in files:
-        try:
-            hashes[path] = sha256_file(path)
-        except OSError:
-            hashes[path] = ""  # unreadable: transcribing it says why
-        if hashes[path] and job.done(hashes[path], model_key, revision, speakers) is not None:
-            continue
-        todo.append(path)
-    if len(todo) < len(files):
-        print(f"{len(files) - len(todo)} of {len(files)} already done in {job.path}; doing the rest.")
-    seconds = [probe_seconds(path) for path in todo]
+    seconds = [probe_seconds(path) for path in job.todo]
     hours = sum(length or 0.0 for length in seconds) / 3600
     failures: list[str] = []
     bar_format = (
@@ -269,50 +241,23 @@ def run_job(
     with tqdm(total=round(hours, 4), desc="transcribing", bar_format=bar_format) as bar:
         finished = 0
 
-        def report(path: Path, transcript: Transcript | None, failure: str, written: Sequence[Path]) -> None:
+        def report(result: RecordingResult) -> None:
             """One recording is done: its files and its job.jsonl line are written."""
             nonlocal finished
             finished += 1
-            if failure:
-                failures.append(f"{path}: {failure}")
-            elif transcript is not None:
-                tqdm.write(f"{path}: {transcript.duration:.1f} s -> {', '.join(map(str, written))}")
-                bar.update(min(float(bar.total or 0) - bar.n, transcript.duration / 3600))
-            bar.set_postfix_str(f"{finished}/{len(todo)} files")
+            if result.failure:
+                failures.append(f"{result.path}: {result.failure}")
+            elif result.transcript is not None:
+                outputs = ", ".join(map(str, result.outputs))
+                tqdm.write(f"{result.path}: {result.transcript.duration:.1f} s -> {outputs}")
+                bar.update(min(float(bar.total or 0) - bar.n, result.transcript.duration / 3600))
+            bar.set_postfix_str(f"{finished}/{len(job.todo)} files")
 
         if ray is not None:
-            from localstt.ray_job import RayResult, run_on_ray
-
-            def done_on_ray(result: RayResult) -> None:
-                report(result.path, result.transcript, result.failure, result.outputs)
-
-            run_on_ray(
-                todo,
-                model_key,
-                formats,
-                out_dir,
-                store.config.path,
-                address=ray.address,
-                actors=ray.actors,
-                options=options,
-                hashes=hashes,
-                progress=done_on_ray,
-            )
+            run_job_on_ray(job, address=ray.address, actors=ray.actors, progress=report)
         else:
-            for result in transcribe_many(todo, model_key, options, store, seconds=seconds):
-                written, failure = finish_recording(
-                    job,
-                    result.path,
-                    hashes[result.path],
-                    model_key,
-                    revision,
-                    result.transcript,
-                    result.failure,
-                    formats,
-                    store.config.path,
-                    speakers,
-                )
-                report(result.path, result.transcript, failure, written)
+            for result in run_job_here(job, store, seconds):
+                report(result)
     for line in failures:
         print(f"failed: {line}", file=sys.stderr)
     return 1 if failures else 0

@@ -132,8 +132,9 @@ def _preload(
         return tuple(key for key, spec in models.items() if transcribes(spec))[:1]
     value = app["preload"]
     if not isinstance(value, list) or not all(isinstance(key, str) for key in value):
+        example = next(iter(models), "key")
         raise ConfigError(
-            f'[app] preload in {path} must be a list of model keys, e.g. ["parakeet"], or [] for none.'
+            f'[app] preload in {path} must be a list of model keys, e.g. ["{example}"], or [] for none.'
         )
     keys = tuple(dict.fromkeys(value))
     for key in keys:

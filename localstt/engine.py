@@ -65,7 +65,7 @@ def transcribe(
 
     Args:
         audio: a file (decoded here, refused past `options.max_audio_minutes`) or decoded samples.
-        model_key: a model of config.toml, e.g. "parakeet".
+        model_key: a model of config.toml (its key).
         options: how (`store.config.transcription` is config.toml's); the Transcript records them.
             With `options.speakers`, config.toml's speaker diarizer says who spoke each word.
         store: where the model is loaded from and kept.
@@ -289,7 +289,7 @@ def split_thinking(reply: str) -> LlmAnswer:
 def ask_llm(
     store: ModelStore, model_key: str, transcript_text: str, question: str, max_new_tokens: int = 512
 ) -> LlmAnswer:
-    """Ask a model's language model (Canary-Qwen's, its speech adapter turned off) about a transcript.
+    """Ask a model's language model (a speech-LLM's, its speech adapter turned off) about a transcript.
 
     Raises:
         EngineError: the model has no language model, or the question is empty.

@@ -6,14 +6,13 @@ kill at any moment leaves something the loader either loads or refuses with the 
 export_models.py is the command line over `export_model` and `verify_model`.
 
     local_models/
-    ├── parakeet/                    one folder per model key, only ever a complete, verified export
+    ├── <key>/                       one folder per model key, only ever a complete, verified export
     │   ├── manifest.json            written last: what the export holds (localstt/manifest.py)
     │   ├── .verified.json           each file's stamp as of its last full sha256 check
-    │   ├── parakeet-tdt-0.6b-v2.nemo
-    │   └── .unpacked-<16 hex>/      its config and tokenizer, unpacked once by the loader
-    ├── canary-qwen/
-    │   ├── manifest.json, .verified.json, config.json, model.safetensors, tokenizer files
-    │   └── llm_backbone/config.json
+    │   ├── <name>.nemo              a family that publishes one archive: that file, unchanged,
+    │   └── .unpacked-<16 hex>/      and its config and tokenizer, unpacked once by the loader
+    ├── <key>/                       a speech-LLM: its config.json, model.safetensors, the LLM's
+    │   └── llm_backbone/config.json tokenizer files at the root and its config here
     ├── .staging/<key>-<revision(s)>/  a download in progress (resumed by the next run)
     ├── .previous/<key>-<revision>/    the export being replaced, removed once the new one is in place
     └── .locks/<key>.lock              one export of a model at a time

@@ -121,7 +121,7 @@ def _summary(error: BaseException) -> str:
 def report_unexpected(
     error: BaseException, doing: str, config_path: str | os.PathLike[str] | None = None
 ) -> str:
-    """Log `error` with its traceback (`doing`: e.g. "transcribing b.wav with parakeet") and return
+    """Log `error` with its traceback (`doing`: e.g. "transcribing b.wav with KEY") and return
     the sentence for the user: "unexpected RuntimeError (its message); details are in <log>"."""
     summary = _summary(error)
     what = f"unexpected {type(error).__name__}" + (f" ({summary})" if summary else "")

@@ -1,7 +1,8 @@
-"""How much memory Parakeet's full attention needs for one recording, how much is free, and the choice.
+"""How much memory a FastConformer encoder's full attention needs for one recording, how much is free,
+and the choice between full and local attention.
 
 Full (``rel_pos``) attention builds several (heads x T x T) tensors per encoder layer, T being the
-number of encoder frames (one per ``subsampling * window_ms`` of audio: 80 ms for Parakeet). The
+number of encoder frames (one per ``subsampling * window_ms`` of audio: 80 ms at 8x subsampling). The
 encoder runs its layers one after another and frees each layer's scores before the next, so the
 extra memory of a recording is the peak of ONE layer. Reading NeMo's
 ``RelPositionMultiHeadAttention.forward`` (the path without PyTorch SDPA), these are alive at its
@@ -36,7 +37,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-# NVIDIA's limit for Parakeet's full attention: 24 minutes in one pass. Never more than that.
+# NVIDIA's limit for its FastConformer ASR models' full attention: 24 minutes in one pass.
 NVIDIA_FULL_ATTENTION_MAX_MINUTES = 24.0
 ACTIVATIONS_PER_FRAME = 10  # (T x d_model) float32 tensors alive next to the scores, see above
 

@@ -3,12 +3,13 @@
 `torch.cuda.is_bf16_supported()` also counts bfloat16 that the GPU only emulates, so the decision is
 made from the compute capability (`torch.cuda.get_device_capability()`):
 
-* 8.0 and up (A100, H100, L4, RTX 30xx/40xx): native bfloat16. Parakeet keeps float32 weights and
-  runs under bfloat16 autocast; Canary-Qwen is cast whole to bfloat16.
-* 7.x (V100, T4, RTX 20xx): fast float16, no bfloat16. Parakeet's encoder runs under float16 autocast,
-  its decoder in float32. Canary-Qwen's language model stays float32: float16 tops out at 65504 and
-  a large LLM's activations can pass that (inf, then NaN logits); its speech encoder runs under
-  float16 autocast and hands float32 to the LLM. That costs 4 bytes per parameter (about 10 GB).
+* 8.0 and up (A100, H100, L4, RTX 30xx/40xx): native bfloat16. An ASR model keeps float32 weights
+  and runs under bfloat16 autocast; a speech-LLM (a family whose makeup names a language model) is
+  cast whole to bfloat16.
+* 7.x (V100, T4, RTX 20xx): fast float16, no bfloat16. An ASR model's encoder runs under float16
+  autocast, its decoder in float32. A speech-LLM's language model stays float32: float16 tops out at
+  65504 and a large LLM's activations can pass that (inf, then NaN logits); its speech encoder runs
+  under float16 autocast and hands float32 to the LLM. That costs 4 bytes per parameter.
 * below 7.0 (GTX 10xx is 6.1): no fast float16 either, so float32.
 * the CPU: float32 always.
 
@@ -17,7 +18,7 @@ says yes, else float32; `native_bf16_in_nemo_attention` makes it ask about nativ
 attention runs float32 (not emulated bfloat16) on the cards below 8.0.
 
 An explicit `dtype = "float32"` on a GPU means float32 and no autocast; `dtype = "float16"` is taken
-at its word (Canary-Qwen whole in float16, with a warning); `dtype = "bfloat16"` on a GPU without
+at its word (a speech-LLM whole in float16, with a warning); `dtype = "bfloat16"` on a GPU without
 native bfloat16 falls back to what "auto" picks there, with a note.
 """
 
@@ -37,9 +38,9 @@ FAST_FP16 = (7, 0)  # Volta: float16 tensor cores (Pascal consumer cards run flo
 class ModelMakeup:
     """What the choice needs to know about a model family (each family in localstt/models/ has one)."""
 
-    name: str  # for the notes, e.g. "Canary-Qwen"
+    name: str  # what the user calls the family's models, in the notes and the page's labels
     # A family with a language model: what keeping it float32 costs, for the notes (e.g. "about 10 GB
-    # for Canary-Qwen's 2.5 B parameters"); "" for a family without one (an ASR model).
+    # for its 2.5 B parameters"); "" for a family without one (an ASR model).
     language_model: str = ""
 
 
@@ -50,7 +51,7 @@ class Precision:
     weights: str  # what the parameters are stored in
     autocast: str | None = None  # the engine runs the whole model under torch.autocast in this (CUDA only)
     encoder_autocast: str | None = None  # only the speech encoder runs under autocast in this (set at load)
-    llm: str | None = None  # SALM: its language model's dtype (None for an ASR model)
+    llm: str | None = None  # a speech-LLM: its language model's dtype (None for an ASR model)
     note: str = ""  # one line for the console when the choice needs explaining, else ""
 
     @property

@@ -1,12 +1,11 @@
 """Who said what: a diarizer's speaker turns merged with a transcript's words.
 
-Sortformer (``SortformerEncLabelModel.diarize``) gives, per file, lines "begin end speaker_k"
-grouped by speaker. ``parse_turns`` turns them into time-ordered ``SpeakerTurn``s, with speakers
-renumbered in order of first appearance (the first voice heard is speaker 0, shown as
-"Speaker 1"). ``assign_speakers`` then gives each word the speaker whose turns overlap it most
+The diarizer family (localstt/models/) gives time-ordered ``SpeakerTurn``s, speakers numbered in
+order of first appearance (the first voice heard is speaker 0, shown as "Speaker 1").
+``assign_speakers`` gives each word the speaker whose turns overlap it most
 (as WhisperX's ``assign_word_speakers`` does; with ``fill_nearest`` a word in a gap takes the
-nearest turn) and splits segments where the speaker changes. A segment without words (e.g. a
-Canary-Qwen window) gets its dominant speaker as a whole. ``label_speakers`` does both and
+nearest turn) and splits segments where the speaker changes. A segment without words (a window of
+a family without word times) gets its dominant speaker as a whole. ``label_speakers`` does both and
 numbers the speakers in the order the transcript first shows them.
 
 Speakers are ints from 0; ``None`` means no speaker could be given.
@@ -28,42 +27,10 @@ __all__ = [
     "dominant_speaker",
     "label_speakers",
     "parse_names",
-    "parse_turns",
     "display_names",
     "speaker_label",
     "speakers_in_order",
 ]
-
-
-def parse_turns(lines: Sequence[str]) -> list[SpeakerTurn]:
-    """Sortformer's "begin end speaker_k" lines as turns sorted by time, speakers renumbered in
-    order of first appearance. Blank lines and empty turns (end <= begin) are skipped; a
-    malformed line raises ``ValueError``."""
-    raw: list[tuple[float, float, str]] = []
-    for line in lines:
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 3:
-            raise ValueError(f"not a 'begin end speaker' line: {line!r}")
-        start, end = float(fields[0]), float(fields[1])
-        if end <= start:
-            log.debug("skipping empty speaker turn %r", line)
-            continue
-        raw.append((start, end, fields[2]))
-    raw.sort(key=lambda t: (t[0], t[1], _label_order(t[2])))
-    numbers: dict[str, int] = {}
-    turns = []
-    for start, end, label in raw:
-        speaker = numbers.setdefault(label, len(numbers))
-        turns.append(SpeakerTurn(start, end, speaker))
-    return turns
-
-
-def _label_order(label: str) -> tuple[int, str]:
-    # "speaker_10" after "speaker_9", should two turns start and end at the same time
-    head, _, tail = label.rpartition("_")
-    return (int(tail), head) if tail.isdigit() else (-1, label)
 
 
 def _overlaps(start: float, end: float, turns: Sequence[SpeakerTurn]) -> dict[int, float]:

@@ -1,6 +1,6 @@
 """The model store: exported models loaded on demand from local_models/, offline, and kept while used.
 
-    with store.use("parakeet") as loaded:   # loads it once (checking the export first)
+    with store.use(key) as loaded:          # loads it once (checking the export first)
         ...                                  # loaded.model, loaded.device, loaded.precision
                                              # hold loaded.lock while running the model
 
@@ -91,7 +91,7 @@ def pick_device_and_precision(config: AppConfig, family: ModelFamily) -> tuple[s
     if wanted == "cuda" and not has_cuda:
         raise DeviceError(
             'config.toml asks for device = "cuda" but PyTorch sees no CUDA GPU; install a CUDA build '
-            'of PyTorch (see README) or set device = "auto".'
+            'of PyTorch (docs/install.md, "GPU installs") or set device = "auto".'
         )
     device = "cuda" if has_cuda and wanted != "cpu" else "cpu"
     if device == "cpu" and wanted == "auto":
@@ -388,5 +388,5 @@ def default_store(config_path: str | os.PathLike[str] | None = None) -> ModelSto
 def load_model(
     key: str, config_path: str | os.PathLike[str] | None = None, verify: VerifyMode | None = None
 ) -> Any:
-    """The ready model for `key` ("parakeet" or "canary-qwen"), loaded once per process."""
+    """The ready model for `key` (a [models.KEY] table of config.toml), loaded once per process."""
     return default_store(config_path).load(key, verify).model

@@ -59,7 +59,7 @@ class Transcript:
     revision: str
     timings: dict[str, float] = field(default_factory=dict)
     source_name: str = ""
-    # How it was transcribed, when that is worth telling: e.g. which attention Parakeet used and why,
+    # How it was transcribed, when that is worth telling: e.g. which attention the encoder used and why,
     # or that the GPU ran out of memory and what was done instead.
     notes: list[str] = field(default_factory=list)
     # The options it was made with (localstt/options.py, TranscribeOptions.used_by): the common ones

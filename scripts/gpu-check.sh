@@ -23,6 +23,8 @@ if [ -f .whl/site.tar.xz ]; then
     tar xJf .whl/site.tar.xz -C "$site"
     export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
+# No editable install there: the checkout itself (localstt, testkit, benchmarks) goes on the path.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 audio=()
 [ -d .whl/audio ] && audio=(--audio .whl/audio)
 

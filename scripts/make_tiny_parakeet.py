@@ -4,8 +4,8 @@
    wav (no dither, so the wav is the same on every run).
 2. Speak 24 other sentences made of the phrase's words (135-165 wpm) and each word alone, so
    the model must listen rather than memorise one token sequence; and the sentences of the
-   speaker tests' dialogue (tests/tiny_models.py ``PHRASE_DIALOGUE``) in both of its voices.
-3. Build a tiny ``EncDecRNNTBPEModel`` (FastConformer + TDT, see tests/tiny_models.py) and
+   speaker tests' dialogue (testkit/tiny_models.py ``PHRASE_DIALOGUE``) in both of its voices.
+3. Build a tiny ``EncDecRNNTBPEModel`` (FastConformer + TDT, see testkit/tiny_models.py) and
    train it on CPU on utterances of 1-3 sentences or strung-together words, with silence
    padding, gaps, gain changes and 44.1 kHz stereo round trips, and on the two voices taking
    turns. Loss: a vectorised pure-PyTorch TDT loss (NeMo's ``tdt`` loss needs numba-CUDA; its
@@ -41,9 +41,7 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-import tiny_models  # noqa: E402
+from testkit import tiny_models  # noqa: E402
 
 PHRASE = "The quick brown fox jumps over the lazy dog."
 VOICE = "en-us"

@@ -21,28 +21,27 @@ import pytest
 import soundfile as sf
 import srt
 import webvtt
-from conftest import RunningApp, launch_app
 from gradio_client import Client, handle_file
 from openai import OpenAI
-from store_env import REPO_ROOT, Project
-from tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
 
-from localstt.api import ApiServer
 from localstt.audio import decode_audio
 from localstt.config import load_config
 from localstt.errors import AudioError
-from localstt.gpu_queue import GpuQueue
 from localstt.manifest import export_command
 from localstt.store import ModelStore
+from localstt.web.gpu_queue import GpuQueue
+from localstt.web.openai_api import ApiServer
+from testkit.app import RunningApp, launch_app
+from testkit.store_env import REPO_ROOT, Project
+from testkit.tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
 KEY = "test-key-7d1f"
 # Runs the app with every socket off loopback refused, and each attempt written down.
 BLOCKED_RUNNER = textwrap.dedent(
-    f"""
+    """
     import runpy, sys
-    sys.path.insert(0, {str(REPO_ROOT / "tests")!r})
-    import offline
+    from testkit import offline
     offline.block_network(allow_loopback=True)
     sys.argv = sys.argv[1:]
     runpy.run_path(sys.argv[0], run_name="__main__")

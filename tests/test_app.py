@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import srt
-from conftest import RunningApp, launch_app
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from store_env import REPO_ROOT, Project
-from tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
+
+from testkit.app import RunningApp, launch_app
+from testkit.store_env import REPO_ROOT, Project
+from testkit.tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
 ARTIFACTS = REPO_ROOT / "test-artifacts"

@@ -20,7 +20,8 @@ import pytest
 import soundfile as sf
 import soxr
 
-import localstt.audio
+import localstt.audio.pyav
+import localstt.audio.samples
 from localstt.audio import AudioError, decode_audio, split_at_quiet_points
 
 SENTENCE = "The quick brown fox jumps over the lazy dog. Local speech recognition needs clean audio."
@@ -304,14 +305,14 @@ def test_too_long_names_length_limit_and_config_key(speech: tuple[Path, np.ndarr
 
 class Spy:
     """Counts the frames decode_audio decodes: through soundfile reads, through PyAV's frame
-    generator (localstt.audio._pyav_frames) and into the soxr resampler."""
+    generator (localstt.audio.pyav.pyav_frames) and into the soxr resampler."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.read = self.pyav = self.resampled = self.largest_pyav_frame = 0
         spy = self
         real_read, real_frames, real_stream = (
             sf.SoundFile.read,
-            localstt.audio._pyav_frames,
+            localstt.audio.pyav.pyav_frames,
             soxr.ResampleStream,
         )
 
@@ -332,8 +333,8 @@ class Spy:
                 return super().resample_chunk(x, last)
 
         monkeypatch.setattr(sf.SoundFile, "read", read)
-        monkeypatch.setattr(localstt.audio, "_pyav_frames", frames)
-        monkeypatch.setattr(localstt.audio.soxr, "ResampleStream", ResampleStream)
+        monkeypatch.setattr(localstt.audio.pyav, "pyav_frames", frames)
+        monkeypatch.setattr(localstt.audio.samples.soxr, "ResampleStream", ResampleStream)
 
 
 def test_two_hour_file_is_refused_from_its_header_without_decoding(

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from tiny_models import PHRASE_TXT, PHRASE_WAV
 
 from localstt import engine
 from localstt.audio import probe_seconds
-from localstt.batch import plan_batches, transcribe_all
 from localstt.options import TranscribeOptions
+from localstt.runs.batch import plan_batches, transcribe_all
 from localstt.store import ModelStore
+from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
 

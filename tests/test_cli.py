@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 import srt
-from store_env import REPO_ROOT, Project
-from tiny_models import PHRASE_TXT, PHRASE_WAV
+
+from testkit.store_env import REPO_ROOT, Project
+from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
 

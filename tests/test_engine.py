@@ -13,11 +13,11 @@ import pytest
 import soundfile as sf
 import srt
 import webvtt
-from tiny_models import PHRASE_TXT, PHRASE_WAV
 
 from localstt.audio import AudioError, decode_audio
 from localstt.engine import EngineError, TranscribeOptions, ask_llm, split_thinking, transcribe
-from localstt.subtitles import write_outputs
+from localstt.formats import write_outputs
+from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
 OPTIONS = TranscribeOptions()
@@ -222,7 +222,7 @@ def test_llm_question_returns_only_the_reply(model_store):
 def test_canary_windows_get_the_speaker_heard_most_in_them_and_say_so(model_store):
     import json
 
-    from tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV
+    from testkit.tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV
 
     truth = json.loads(PHRASE_DIALOGUE_JSON.read_text(encoding="utf-8"))
     result = transcribe(

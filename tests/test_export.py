@@ -7,10 +7,10 @@ import signal
 import subprocess
 import time
 
-from hubserver import HubServer
-from namespaces import require_user_namespace
-from store_env import NEMO_NAME, Project, read_folder, sha256
-from tiny_models import CANARY_REPO_ID, PARAKEET_REPO_ID, QWEN_REPO_ID
+from testkit.hubserver import HubServer
+from testkit.namespaces import require_user_namespace
+from testkit.store_env import NEMO_NAME, Project, read_folder, sha256
+from testkit.tiny_models import CANARY_REPO_ID, PARAKEET_REPO_ID, QWEN_REPO_ID
 
 
 def gets_of(hub: HubServer, repo: str, path: str, data: bytes) -> int:

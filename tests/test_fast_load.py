@@ -17,14 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hubserver import run_hub
-from store_env import NEMO_NAME, OFFLINE_RUNNER, Project, make_project, seed_hub
-from tiny_models import PHRASE_TXT, PHRASE_WAV
 
 import model_loader
 from localstt.config import load_config
 from localstt.environment import FAST_LOAD_ENV
 from localstt.loading import nemo_archive
+from testkit.hubserver import run_hub
+from testkit.store_env import NEMO_NAME, OFFLINE_RUNNER, Project, make_project, seed_hub
+from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
 

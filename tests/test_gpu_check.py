@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from tiny_models import TINY_PARAKEET_NEMO, TINY_SORTFORMER_NEMO
 
 from benchmarks.gpu_check import LONG_LADDER, step_down
+from testkit.tiny_models import TINY_PARAKEET_NEMO, TINY_SORTFORMER_NEMO
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "benchmarks" / "gpu_check.py"

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from localstt.errors import QueueFull
-from localstt.gpu_queue import GpuQueue
+from localstt.web.gpu_queue import GpuQueue
 
 
 def wait_for(condition, what: str) -> None:  # noqa: ANN001

@@ -10,21 +10,21 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import launch_app
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AuthenticationError
-from namespaces import require_user_namespace
-from store_env import REPO_ROOT, Project
-from tiny_models import PHRASE_TXT, PHRASE_WAV
+
+from testkit.app import launch_app
+from testkit.namespaces import require_user_namespace
+from testkit.store_env import REPO_ROOT, Project
+from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
 
 # Runs a script with every connection and name lookup that would leave the machine refused and
 # written down (loopback stays allowed: the server and its own start-up check use it).
-NETWORK_WATCH = f"""
+NETWORK_WATCH = """
 import sys
-sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
-import offline
+from testkit import offline
 offline.main(["--allow-loopback", *sys.argv[1:]])
 """
 

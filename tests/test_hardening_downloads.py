@@ -7,12 +7,11 @@ halfway, too little disk before downloading).
 
 from __future__ import annotations
 
-from hubserver import HubServer
-from store_env import NEMO_NAME, Project, sha256
-from tiny_models import PARAKEET_REPO_ID
-
 from localstt.config import load_config
 from localstt.manifest import check_export
+from testkit.hubserver import HubServer
+from testkit.store_env import NEMO_NAME, Project, sha256
+from testkit.tiny_models import PARAKEET_REPO_ID
 
 MIB = 1024 * 1024
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from store_env import NEMO_NAME, Project, publish_crafted_export
-from tiny_models import TINY_PARAKEET_NEMO
 
 import model_loader
 from localstt.config import load_config
 from localstt.manifest import ExportError
+from testkit.store_env import NEMO_NAME, Project, publish_crafted_export
+from testkit.tiny_models import TINY_PARAKEET_NEMO
 
 
 class _Payload:

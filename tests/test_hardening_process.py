@@ -17,12 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-from namespaces import require_user_namespace
-from store_env import NEMO_NAME, Project, sha256
-from tiny_models import PARAKEET_REPO_ID
-
 from localstt.config import load_config
 from localstt.manifest import ExportError, check_export
+from testkit.namespaces import require_user_namespace
+from testkit.store_env import NEMO_NAME, Project, sha256
+from testkit.tiny_models import PARAKEET_REPO_ID
 
 MIB = 1024 * 1024
 MANIFEST_TMP = ".manifest.json."  # the first step of finalising: the staging manifest's temp file

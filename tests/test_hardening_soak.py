@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import PHRASE_TXT, PHRASE_WAV
 
 from localstt.config import load_config
+from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
 ROUNDS = 200
 WARM_UP = 20
@@ -61,10 +61,10 @@ def snapshot(temp: Path, uploads: Path, outputs: Path) -> dict[str, int]:
 def test_two_hundred_transcriptions_do_not_grow_memory_fds_or_files(
     exported_project, model_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """Defence: transcribe_ui.TranscriptionApp.transcribe deletes each upload in a `finally` and
-    removes old job folders as jobs start (remove_old_outputs), the engine keeps no per-call state,
+    """Defence: localstt.web.app.TranscriptionApp.transcribe deletes each upload in a `finally` and
+    removes old job folders as jobs start (JobFolders.remove_old), the engine keeps no per-call state,
     decoding closes its files; so RSS grows < 10 % after warm-up and fds and files do not grow."""
-    from transcribe_ui import TranscriptionApp
+    from localstt.web.app import TranscriptionApp
 
     temp = tmp_path / "tmp"
     temp.mkdir()

@@ -24,14 +24,14 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import RunningApp, launch_app
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
-from store_env import Project
-from tiny_models import PHRASE_TXT, PHRASE_WAV
 
-from transcribe_ui import _remove_uploads
+from localstt.web.outputs import remove_uploads
+from testkit.app import RunningApp, launch_app
+from testkit.store_env import Project
+from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
 MEMORY_BOUND_KB = 250_000  # growth of the server's peak RSS over the whole module, after warm-up
@@ -168,7 +168,7 @@ def test_empty_uploads_are_refused(abuse_app: RunningApp, tmp_path: Path):
 def test_path_traversal_filename_stays_in_the_upload_folder(abuse_app: RunningApp, name: str):
     """Defence: Gradio keeps only the last part of an upload's file name, inside its upload folder;
     and a request naming a file outside that folder is refused, the file left alone (also by
-    transcribe_ui._remove_uploads, which deletes only inside the upload folder)."""
+    localstt.web.outputs.remove_uploads, which deletes only inside the upload folder)."""
     response = httpx.post(
         f"{abuse_app.url}gradio_api/upload", files={"files": (name, PHRASE_WAV.read_bytes())}, timeout=30
     )
@@ -196,7 +196,7 @@ def test_path_traversal_filename_stays_in_the_upload_folder(abuse_app: RunningAp
 
 
 def test_uploads_are_deleted_only_inside_the_upload_folder(tmp_path: Path):
-    """Defence: transcribe_ui._remove_uploads; the paths come from the client, so a path outside
+    """Defence: localstt.web.outputs.remove_uploads; the paths come from the client, so a path outside
     Gradio's upload folder (or a link out of it, or the app's own output folder) is never deleted."""
     root, outside = tmp_path / "gradio", tmp_path / "elsewhere"
     (root / "abc123").mkdir(parents=True)
@@ -212,11 +212,11 @@ def test_uploads_are_deleted_only_inside_the_upload_folder(tmp_path: Path):
     (root / "link").mkdir()
     (root / "link" / "to-victim.wav").symlink_to(victim)
     escape = root / "abc123" / ".." / ".." / "elsewhere" / "victim.wav"
-    _remove_uploads(
+    remove_uploads(
         [str(victim), str(escape), str(root / "link" / "to-victim.wav"), str(output)], root, root / "out"
     )
     assert victim.read_bytes() == b"data" and output.exists()
-    _remove_uploads([str(upload)], root, root / "out")
+    remove_uploads([str(upload)], root, root / "out")
     assert not upload.exists() and not (root / "abc123").exists()  # its emptied folder too
 
 
@@ -225,7 +225,7 @@ def test_many_clients_at_once_are_queued_or_refused(abuse_app: RunningApp, tmp_p
     queue (transcribe_ui --max-queue): 24 gradio_client clients at once each get their own
     transcript or "queue is full", and the server stays up with bounded memory. Four of them send
     the very same file, which Gradio stores once: whoever comes after the first job deleted it gets
-    transcribe_ui.UPLOAD_GONE, a clear sentence, not a crash."""
+    localstt.web.app.UPLOAD_GONE, a clear sentence, not a crash."""
     speech, rate = sf.read(PHRASE_WAV, dtype="float32")
     inputs = []
     for i in range(20):  # 20 different files (a different length of trailing silence each)
@@ -317,7 +317,7 @@ def test_queue_beyond_its_cap_refuses_at_once(abuse_app: RunningApp, tmp_path: P
 def test_uploads_and_job_files_are_gone_after_the_job_also_on_error(abuse_app: RunningApp, tmp_path: Path):
     """Defence: transcribe_ui.TranscriptionApp.transcribe deletes the uploads in a `finally` (so on
     error too); its transcript files live only in its own folder inside Gradio's upload folder (no
-    second copy in Gradio's cache) and remove_old_outputs deletes them --keep-outputs-minutes later;
+    second copy in Gradio's cache) and JobFolders.remove_old deletes them --keep-outputs-minutes later;
     nothing is left in TMPDIR."""
     assert_still_serving(abuse_app, "before the privacy check")  # let earlier queued jobs finish
     time.sleep(4)
@@ -362,11 +362,11 @@ def test_server_listens_on_loopback_only_by_default(abuse_app: RunningApp):
 
 
 def test_old_outputs_are_removed_but_never_a_running_jobs(exported_project, model_store, tmp_path: Path):
-    """Defence: TranscriptionApp.remove_old_outputs skips job folders still being written and ages
+    """Defence: JobFolders.remove_old skips job folders still being written and ages
     the others from the end of their job, so the sweeper firing in the middle of a long job (here:
     from its progress callback, with a retention of 0 s) cannot delete the files it is writing."""
     from localstt.config import load_config
-    from transcribe_ui import TranscriptionApp
+    from localstt.web.app import TranscriptionApp
 
     uploads, outputs = tmp_path / "uploads", tmp_path / "outputs"
     app = TranscriptionApp(
@@ -385,7 +385,7 @@ def test_old_outputs_are_removed_but_never_a_running_jobs(exported_project, mode
 
         def progress(fraction: float, desc: str = "") -> None:
             sweeps.append(desc)
-            app.remove_old_outputs()  # as the background sweeper would, mid-job
+            app.outputs.remove_old()  # as the background sweeper would, mid-job
 
         _, _, written, _ = app.transcribe(uploads_now, None, "parakeet", ["txt"], progress)
         assert len(written) == 2 and sweeps

@@ -19,7 +19,6 @@ from types import SimpleNamespace
 
 import httpx2
 import pytest
-from hubserver import Fault, HubServer, git_blob_sha1, run_hub
 from huggingface_hub import HfApi, constants, file_download, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     GatedRepoError,
@@ -31,6 +30,8 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.hf_api import RepoFile, RepoFolder
 from huggingface_hub.utils import _http
+
+from testkit.hubserver import Fault, HubServer, git_blob_sha1, run_hub
 
 REPO = "nvidia/parakeet-tdt-0.6b-v2"
 MIB = 1024 * 1024

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from store_env import Project
-from tiny_models import PHRASE_TXT, PHRASE_WAV
 
 import localstt.cli
-from localstt.joblog import JobEntry, JobLog
 from localstt.models.parakeet import Parakeet
+from localstt.runs.resume import JobEntry, JobLog
+from testkit.store_env import Project
+from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
 
@@ -103,9 +103,9 @@ def test_a_rerun_skips_what_is_done_and_redoes_what_changed(
 
 KILLED_AFTER_LINES = r"""
 import os, signal, sys
-import localstt.joblog
+import localstt.runs.resume
 
-append = localstt.joblog.JobLog.append
+append = localstt.runs.resume.JobLog.append
 written = 0
 
 def append_then_die(self, entry):
@@ -115,7 +115,7 @@ def append_then_die(self, entry):
     if written == int(os.environ["KILL_AFTER_LINES"]):
         os.kill(os.getpid(), signal.SIGKILL)  # no cleanup of any kind, as a power cut or kill -9
 
-localstt.joblog.JobLog.append = append_then_die
+localstt.runs.resume.JobLog.append = append_then_die
 from localstt.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -7,11 +7,11 @@ import json
 import tarfile
 
 import pytest
-from store_env import NEMO_NAME, Project, publish_crafted_export
 
 import model_loader
 from localstt.config import load_config
 from localstt.manifest import ExportError
+from testkit.store_env import NEMO_NAME, Project, publish_crafted_export
 
 
 def store_for(project: Project) -> model_loader.ModelStore:
@@ -122,7 +122,7 @@ print("RESULT " + json.dumps(result))
 
 
 def test_loading_is_offline_exact_and_cached(project: Project, tiny_repo_files):
-    from tiny_models import PHRASE_TXT, PHRASE_WAV
+    from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
     assert project.export().returncode == 0
     project.hub.clear_log()

@@ -16,17 +16,17 @@ import pytest
 import soundfile as sf
 import torch
 from omegaconf import OmegaConf
-from store_env import REPO_ROOT
-from tiny_models import PHRASE_TXT, PHRASE_WAV
 
 from benchmarks.attention_memory import measure
 from localstt import memory
 from localstt.config import ConfigError, load_config
 from localstt.engine import EngineError, TranscribeOptions, transcribe
+from localstt.formats import JsonWriter, transcript_from_json
 from localstt.memory import AttentionDims, choose_attention, encoder_frames, full_attention_bytes
 from localstt.models.canary_qwen import CanaryQwenOptions
 from localstt.models.parakeet import ParakeetOptions
-from localstt.subtitles import JsonWriter, transcript_from_json
+from testkit.store_env import REPO_ROOT
+from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
 OPTIONS = TranscribeOptions()

@@ -1,4 +1,4 @@
-"""The model families (localstt/models/): the registry, a third family plugged in from a test module
+"""The model families (localstt/models/): the registry, a fourth family plugged in from a test module
 alone, and the store's use of a model while other threads load another."""
 
 from __future__ import annotations
@@ -14,10 +14,7 @@ from typing import Any
 
 import pytest
 import soundfile as sf
-from clip_length_family import CLIP_LENGTH, KIND, WORDS, ClipLengthOptions
-from hubserver import HubServer
-from store_env import Project
-from tiny_models import PHRASE_WAV
+from openai import OpenAI
 
 from localstt.audio import decode_audio
 from localstt.config import ConfigError, load_config
@@ -26,6 +23,11 @@ from localstt.manifest import MANIFEST_NAME, FileRecord, Manifest, atomic_write_
 from localstt.models import Answerer, families, family_for, register
 from localstt.models.parakeet import ParakeetOptions
 from localstt.store import ModelStore
+from testkit.app import launch_app
+from testkit.clip_length_family import CLIP_LENGTH, KIND, WORDS, ClipLengthOptions
+from testkit.hubserver import HubServer
+from testkit.store_env import Project
+from testkit.tiny_models import PHRASE_WAV
 
 REPO = "test/clip-length"
 WORD_LIST = b"Length: of the clip\n"
@@ -80,7 +82,7 @@ def test_a_family_setting_outside_its_limit_is_one_sentence(tmp_path):
 
 def run_with_family(project: Project, *argv: str) -> subprocess.CompletedProcess[str]:
     """export_models.py's main in a process where the test family is registered."""
-    code = "import sys, clip_length_family, export_models; sys.exit(export_models.main(sys.argv[1:]))"
+    code = "import sys, export_models, testkit.clip_length_family; sys.exit(export_models.main(sys.argv[1:]))"
     return subprocess.run(
         [sys.executable, "-c", code, "--config", str(project.config), *argv],
         capture_output=True,
@@ -90,9 +92,9 @@ def run_with_family(project: Project, *argv: str) -> subprocess.CompletedProcess
     )
 
 
-def test_a_third_family_is_exported_loaded_and_transcribed_through_the_real_paths(hub: HubServer, tmp_path):
-    """Export (test hub), pin, verify, offline load, the CLI, the options in config.toml and in the JSON:
-    nothing outside tests/clip_length_family.py knows this family."""
+def test_a_fourth_family_is_exported_loaded_and_run_through_the_cli_and_the_api(hub: HubServer, tmp_path):
+    """Export (test hub), pin, verify, offline load, the CLI, the options in config.toml and in the JSON,
+    and the API of the real app: nothing outside testkit/clip_length_family.py knows this family."""
     hub.add_commit(REPO, {WORDS: WORD_LIST, "README.md": b"# a word list\n"})
     project = Project(tmp_path / "project", hub)
     project.root.mkdir()
@@ -117,7 +119,9 @@ def test_a_third_family_is_exported_loaded_and_transcribed_through_the_real_path
 
     out = tmp_path / "out"
     argv = [str(PHRASE_WAV), "--model", "clip", "--format", "txt,json", "--out", str(out)]
-    script = f"import sys, clip_length_family\nfrom localstt.cli import main\nsys.exit(main({argv!r}))\n"
+    script = (
+        f"import sys, testkit.clip_length_family\nfrom localstt.cli import main\nsys.exit(main({argv!r}))\n"
+    )
     transcribed = project.run_offline(script)
     assert transcribed.returncode == 0, transcribed.stderr
     assert project.blocked_attempts() == []
@@ -135,6 +139,25 @@ def test_a_third_family_is_exported_loaded_and_transcribed_through_the_real_path
     assert record["options"] == options  # config.toml's setting, recorded with the transcript
     assert record["revision"] == commit and record["model_key"] == "clip"
     assert record["notes"] == [f"counted {round(seconds * 16000)} samples"]
+
+    # The API: the real app, started in a process where only this module registered the family.
+    runner = tmp_path / "with_family.py"
+    runner.write_text(APP_WITH_FAMILY, encoding="utf-8")
+    with launch_app(project, tmp_path / "app", runner=runner) as app:
+        client = OpenAI(base_url=f"{app.url}v1", api_key="unused-on-loopback")
+        assert "clip" in [model.id for model in client.models.list()]
+        with PHRASE_WAV.open("rb") as audio:
+            reply = client.audio.transcriptions.create(file=audio, model="clip")
+        assert reply.text == f"Length: {seconds:.2f} seconds"
+
+
+# Registers the test family, then runs the script named by the first argument (the app) as __main__.
+APP_WITH_FAMILY = """
+import runpy, sys
+import testkit.clip_length_family
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 
 
 # --------------------------------------------------------------------------- the store, in use

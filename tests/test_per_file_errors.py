@@ -18,17 +18,17 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-from conftest import launch_app
 from gradio_client import Client, handle_file
-from store_env import REPO_ROOT, Project
-from tiny_models import PHRASE_TXT, PHRASE_WAV
 
 import localstt.cli
 import localstt.engine
-import localstt.subtitles
+import localstt.formats
 import model_loader
 from localstt.config import load_config
 from localstt.logfile import LOG_DIR_ENV
+from testkit.app import launch_app
+from testkit.store_env import REPO_ROOT, Project
+from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
 CUDA_MESSAGE = "CUDA error: an illegal memory access was encountered"
@@ -56,7 +56,7 @@ def injected_failure(make_error: Callable[[], BaseException]) -> None:
 def inject(
     monkeypatch: pytest.MonkeyPatch, where: str, make_error: Callable[[], BaseException], names: set[str]
 ) -> None:
-    """Make localstt.engine.transcribe ("transcribe") or localstt.subtitles.write_outputs
+    """Make localstt.engine.transcribe ("transcribe") or localstt.formats.write_outputs
     ("write_outputs") raise `make_error()` for the recordings in `names`; the others run as usual.
     A batch (engine.transcribe_together, the CLI's) that holds one of them fails as a whole, as a
     model would; the batch is then done one recording at a time."""
@@ -77,7 +77,7 @@ def inject(
         monkeypatch.setattr(localstt.engine, "transcribe", transcribe)
         monkeypatch.setattr(localstt.engine, "transcribe_together", together)
     else:
-        real_write = localstt.subtitles.write_outputs
+        real_write = localstt.formats.write_outputs
         stems = {Path(name).stem for name in names}
 
         def write_outputs(transcript: object, formats: object, out_dir: Path, stem: str) -> list[Path]:
@@ -85,7 +85,7 @@ def inject(
                 injected_failure(make_error)
             return real_write(transcript, formats, out_dir, stem)
 
-        monkeypatch.setattr(localstt.subtitles, "write_outputs", write_outputs)
+        monkeypatch.setattr(localstt.formats, "write_outputs", write_outputs)
 
 
 def three_recordings(folder: Path) -> list[Path]:
@@ -239,7 +239,7 @@ def test_cli_model_that_does_not_load_still_ends_the_run(
 @pytest.fixture
 def app(exported_project: Project, model_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     """The web app's object, its log in tmp_path/logs (LOCALSTT_LOG_DIR), over the session's store."""
-    from transcribe_ui import TranscriptionApp
+    from localstt.web.app import TranscriptionApp
 
     monkeypatch.setenv(LOG_DIR_ENV, str(tmp_path / "logs"))
     application = TranscriptionApp(

@@ -26,6 +26,7 @@ import export_models
 from localstt import export, portability
 from localstt import manifest as manifest_module
 from localstt.config import load_config, write_pin
+from localstt.formats import WRITERS, write_outputs
 from localstt.hub import RemoteFile, download_verified
 from localstt.loading import nemo_archive
 from localstt.manifest import (
@@ -39,7 +40,6 @@ from localstt.manifest import (
     record_verified,
 )
 from localstt.models import family_for
-from localstt.subtitles import WRITERS, write_outputs
 from localstt.transcript import Segment, Transcript, Word
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

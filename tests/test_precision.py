@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 import torch
-from tiny_models import PHRASE_TXT, PHRASE_WAV, transcribe_prompt
 
 import localstt.store
 import model_loader
 from localstt.config import load_config
-from localstt.loading import salm as salm_loading
+from localstt.loading import speechlm as salm_loading
 from localstt.models import family_for
 from localstt.precision import FLOAT16_MAX, Precision, autocast_context, autocast_forward
 from localstt.precision import choose_precision as choose_for_makeup
+from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV, transcribe_prompt
 
 PHRASE = PHRASE_TXT.read_text(encoding="utf-8").strip()
 

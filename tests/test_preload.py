@@ -16,17 +16,18 @@ from typing import Any
 
 import gradio as gr
 import pytest
-from conftest import launch_app
 from gradio_client import Client
-from store_env import NEMO_NAME, Project
-from tiny_models import PHRASE_TXT, PHRASE_WAV
 
 from localstt import cli
 from localstt.config import load_config
 from localstt.errors import ConfigError, ExportError
 from localstt.models import family_for
 from localstt.store import ModelStore
-from transcribe_ui import TranscriptionApp, status_markdown
+from localstt.web.app import TranscriptionApp
+from localstt.web.status import status_markdown
+from testkit.app import launch_app
+from testkit.store_env import NEMO_NAME, Project
+from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
 READY = "parakeet: ready on cpu (float32)"

@@ -1,6 +1,6 @@
 """A job on Ray Data (localstt/ray_job.py) with a local Ray instance, CPU only, and offline.
 
-Each job runs in its own process under tests/offline.py --allow-loopback, and a sitecustomize.py on
+Each job runs in its own process under testkit/offline.py --allow-loopback, and a sitecustomize.py on
 its PYTHONPATH blocks the network the same way in every Python process Ray starts (workers, agents),
 so an attempt to leave loopback anywhere lands in the attempts file. Meanwhile the test reads the
 sockets of the whole process tree (raylet and gcs_server included) and checks every one is on
@@ -24,12 +24,12 @@ import numpy as np
 import psutil
 import pytest
 import soundfile as sf
-from store_env import OFFLINE_RUNNER
-from tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
 
 from localstt.audio import decode_audio
 from localstt.errors import AudioError
-from localstt.joblog import JobEntry
+from localstt.runs.resume import JobEntry
+from testkit.store_env import OFFLINE_RUNNER
+from testkit.tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
 
 pytest.importorskip("ray")
 
@@ -41,7 +41,7 @@ import json, sys
 from pathlib import Path
 
 from localstt.errors import LocalSttError
-from localstt.ray_job import run_on_ray
+from localstt.runs.ray import run_on_ray
 
 args = json.loads(sys.argv[1])
 try:
@@ -54,8 +54,8 @@ except LocalSttError as error:
     sys.exit(2)
 rows = [
     {"index": r.index, "path": str(r.path), "text": r.transcript.text if r.transcript else None,
-     "failure": r.failure, "outputs": [p.name for p in r.outputs], "node": r.node, "pid": r.actor_pid,
-     "loads": r.actor_loads}
+     "failure": r.failure, "outputs": [p.name for p in r.outputs], "node": r.ray.node, "pid": r.ray.actor_pid,
+     "loads": r.ray.actor_loads}
     for r in results
 ]
 Path(args["report"]).write_text(json.dumps(rows))

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 import torch
-from tiny_models import PHRASE_WAV, transcribe_prompt
 
 import model_loader  # noqa: F401  (offline switches before NeMo and the hub client are imported)
 from localstt.errors import LoadError
-from localstt.loading import salm as salm_loading
+from localstt.loading import speechlm as salm_loading
 from localstt.loading.nemo_archive import meta_tensors
+from testkit.tiny_models import PHRASE_WAV, transcribe_prompt
 
 
 @pytest.fixture(scope="module")

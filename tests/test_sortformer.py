@@ -7,9 +7,15 @@ import hashlib
 import json
 from typing import Any
 
-from store_env import SORTFORMER_NEMO_NAME, Project
 from test_export import gets_of
-from tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV, SORTFORMER_REPO_ID, TINY_SORTFORMER_NEMO
+
+from testkit.store_env import SORTFORMER_NEMO_NAME, Project
+from testkit.tiny_models import (
+    PHRASE_DIALOGUE_JSON,
+    PHRASE_DIALOGUE_WAV,
+    SORTFORMER_REPO_ID,
+    TINY_SORTFORMER_NEMO,
+)
 
 TRUTH: list[dict[str, Any]] = json.loads(PHRASE_DIALOGUE_JSON.read_text(encoding="utf-8"))
 

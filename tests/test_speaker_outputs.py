@@ -13,9 +13,10 @@ from typing import Any
 
 import srt
 import webvtt
-from store_env import Project
 from test_cli import run_cli
-from tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
+
+from testkit.store_env import Project
+from testkit.tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
 
 TRUTH: list[dict[str, Any]] = json.loads(PHRASE_DIALOGUE_JSON.read_text(encoding="utf-8"))
 PHRASE = PHRASE_TXT.read_text().strip()

@@ -6,13 +6,13 @@ import dataclasses
 
 import pytest
 
+from localstt.models.sortformer import parse_turns
 from localstt.speakers import (
     SpeakerTurn,
     assign_speakers,
     dominant_speaker,
     label_speakers,
     parse_names,
-    parse_turns,
     speakers_in_order,
 )
 from localstt.transcript import Segment, Transcript, Word, display_names

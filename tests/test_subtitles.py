@@ -14,7 +14,7 @@ import pytest
 import srt
 import webvtt
 
-from localstt.subtitles import (
+from localstt.formats import (
     WRITERS,
     Cue,
     JsonWriter,

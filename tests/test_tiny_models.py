@@ -8,22 +8,20 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from tiny_models import PHRASE_TXT, PHRASE_WAV, TINY_PARAKEET_NEMO
 
-TESTS = Path(__file__).resolve().parent
+from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV, TINY_PARAKEET_NEMO
+
 PHRASE = PHRASE_TXT.read_text(encoding="utf-8").strip()
 
 SALM_WORKER = """
 import json, sys
 from pathlib import Path
-sys.path.insert(0, {tests!r})
-import tiny_models  # imports nothing heavy
-import offline
+from testkit import tiny_models  # imports nothing heavy
+from testkit import offline
 offline.block_network()
 result = tiny_models.salm_offline_roundtrip(Path({workdir!r}), Path({wav!r}))
 print("RESULT " + json.dumps(result))
@@ -37,7 +35,7 @@ def salm_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess
     workdir = tmp_path_factory.mktemp("salm")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     env |= {"HF_HOME": str(workdir / "hf-home"), "NEMO_CACHE_DIR": str(workdir / "nemo-cache")}
-    code = SALM_WORKER.format(tests=str(TESTS), workdir=str(workdir), wav=str(PHRASE_WAV))
+    code = SALM_WORKER.format(workdir=str(workdir), wav=str(PHRASE_WAV))
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
         env=env,

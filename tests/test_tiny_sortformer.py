@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import offline
 import pytest
 import soundfile as sf
 
-from localstt.speakers import SpeakerTurn, assign_speakers, parse_turns, speakers_in_order
+from localstt.models.sortformer import parse_turns
+from localstt.speakers import SpeakerTurn, assign_speakers, speakers_in_order
 from localstt.transcript import Segment, Word
+from testkit import offline
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY_SORTFORMER_NEMO = FIXTURES / "tiny-sortformer.nemo"

@@ -1,6 +1,6 @@
 """Loading a `.nemo` (an uncompressed tar) in place, without NeMo's per-load untar.
 
-NeMo's `restore_from` untars the whole archive (2.5 GB for Parakeet) into a temp folder on every
+NeMo's `restore_from` untars the whole archive (2.5 GB for a 0.6 B ASR model) into a temp folder on every
 load, builds the model with random weights, then reads a second full copy of the weights into memory.
 Here instead:
 
@@ -302,8 +302,8 @@ def connector(layout: NemoLayout, folder: Path, fast: bool) -> Any:
 
 
 def plan_one_nemo(api: HfApi, spec: ModelSpec) -> list[RemoteFile]:
-    """The export of a repo that publishes its model as one top-level `.nemo` file (Parakeet,
-    Sortformer): that file, unchanged. HubError when there is not exactly one."""
+    """The export of a repo that publishes its model as one top-level `.nemo` file (the ASR and
+    diarizer families): that file, unchanged. HubError when there is not exactly one."""
     from localstt.hub import list_files  # huggingface_hub: only the export needs it
 
     files = list_files(api, spec.repo, spec.revision, {"*.nemo": "{name}"})

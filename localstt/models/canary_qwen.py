@@ -2,7 +2,7 @@
 
 Export: canary's config.json and safetensors unchanged, plus the LLM's tokenizer at the root and its
 config.json in llm_backbone/ (NeMo 3.0 builds the LLM from those; its weights are never fetched).
-Load: localstt/loading/salm.py. Transcribe: windows of at most `canary_window_seconds` cut at quiet
+Load: localstt/loading/speechlm.py. Transcribe: windows of at most `canary_window_seconds` cut at quiet
 points, several at once. It can also answer questions about a transcript (its LLM, adapter off).
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 from localstt import memory
 from localstt.audio import DecodedAudio, silence, split_at_quiet_points
 from localstt.errors import HubError
-from localstt.loading.salm import load_salm
+from localstt.loading.speechlm import load_salm
 from localstt.manifest import Manifest
 from localstt.models.capabilities import Answerer, Progress, SegmentsDone, Transcribed, Transcriber
 from localstt.models.family import LoadedModel, ModelFamily, register

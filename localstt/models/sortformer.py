@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,7 +27,6 @@ from localstt.manifest import Manifest
 from localstt.models.capabilities import Diarizer, Progress
 from localstt.models.family import LoadedModel, ModelFamily, register
 from localstt.precision import ModelMakeup, Precision, autocast_context
-from localstt.speakers import parse_turns
 from localstt.spec import ModelSpec
 from localstt.transcript import SpeakerTurn
 
@@ -72,6 +72,37 @@ class Sortformer(ModelFamily, Diarizer):
         turns = parse_turns(results[0])
         logger.info("%s: %d speaker turns", loaded.spec.key, len(turns))
         return turns
+
+
+def parse_turns(lines: Sequence[str]) -> list[SpeakerTurn]:
+    """Sortformer's "begin end speaker_k" lines as turns sorted by time, speakers renumbered in
+    order of first appearance. Blank lines and empty turns (end <= begin) are skipped; a
+    malformed line raises ``ValueError``."""
+    raw: list[tuple[float, float, str]] = []
+    for line in lines:
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 3:
+            raise ValueError(f"not a 'begin end speaker' line: {line!r}")
+        start, end = float(fields[0]), float(fields[1])
+        if end <= start:
+            logger.debug("skipping empty speaker turn %r", line)
+            continue
+        raw.append((start, end, fields[2]))
+    raw.sort(key=lambda t: (t[0], t[1], _label_order(t[2])))
+    numbers: dict[str, int] = {}
+    turns = []
+    for start, end, label in raw:
+        speaker = numbers.setdefault(label, len(numbers))
+        turns.append(SpeakerTurn(start, end, speaker))
+    return turns
+
+
+def _label_order(label: str) -> tuple[int, str]:
+    # "speaker_10" after "speaker_9", should two turns start and end at the same time
+    head, _, tail = label.rpartition("_")
+    return (int(tail), head) if tail.isdigit() else (-1, label)
 
 
 SORTFORMER = register(Sortformer())

@@ -1,4 +1,5 @@
-"""Canary-Qwen (NeMo's `SALM`) out of its exported folder, without building random weights first.
+"""A speech-LLM (NeMo's speechlm2 `SALM` class) out of its exported folder, without building random
+weights first.
 
 `SALM.from_pretrained` builds every module with random weights (2.5 B of them, in float32: 10 GB and,
 on a CPU, most of the load time), then copies the file's weights over them. Here the parameters are
@@ -11,7 +12,7 @@ before the move and widened after it, so a bfloat16 file goes to the GPU without
 in host memory. On a GPU without native bfloat16 the speech encoder ("perception") runs under
 float16 autocast and hands float32 to the float32 language model.
 
-The folder is what `SALM.from_pretrained(folder)` reads (NeMo 3.0): canary's `config.json`, the LLM's
+The folder is what `SALM.from_pretrained(folder)` reads (NeMo 3.0): the model's `config.json`, the LLM's
 tokenizer beside it and its config in `llm_backbone/`. Anything unexpected falls back to
 `from_pretrained`, which gives the same model, only slower; `LOCALSTT_FAST_LOAD=0` forces that.
 """

@@ -1,6 +1,6 @@
 """Block network access in a Python process, and write down every attempt.
 
-    python tests/offline.py [--allow-loopback] SCRIPT.py [ARGS...]   # SCRIPT runs blocked
+    python testkit/offline.py [--allow-loopback] SCRIPT.py [ARGS...]   # SCRIPT runs blocked
     offline.block_network(allow_loopback=False)                       # this process from now on
 
 Blocked: connect(), connect_ex(), sendto() and sendmsg() to an address on an internet (IPv4/IPv6)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from nemo.collections.asr.models import EncDecRNNTBPEModel
     from nemo.collections.speechlm2.models import SALM
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 TINY_PARAKEET_NEMO = FIXTURES / "tiny-parakeet.nemo"
 TINY_SORTFORMER_NEMO = FIXTURES / "tiny-sortformer.nemo"  # scripts/make_tiny_sortformer.py
 PHRASE_WAV = FIXTURES / "phrase.wav"
@@ -409,3 +409,59 @@ def salm_offline_roundtrip(workdir: Path, wav: Path, max_new_tokens: int = 8) ->
         "ids_reloaded": ids[1].tolist(),
         "llm_mode_text": reloaded.tokenizer.ids_to_text(text_ids[0].tolist()),
     }
+
+
+# --------------------------------------------------------------------------- sortformer
+
+
+def tiny_sortformer_config(d_fc: int = 64, d_tf: int = 32) -> dict[str, Any]:
+    """diar_streaming_sortformer_4spk-v2's config (same sections, targets, preprocessor and
+    streaming settings), toy-sized."""
+    stub = dict(manifest_filepath=None, sample_rate=16000, num_spks=4, session_len_sec=90)
+    stub |= dict(soft_label_thres=0.5, soft_targets=False, labels=None, batch_size=1, shuffle=False)
+    stub |= dict(num_workers=0, validation_mode=True, use_lhotse=False, pin_memory=False)
+    # fmt: off
+    return {
+        "sample_rate": 16000, "pil_weight": 0.5, "ats_weight": 0.5, "max_num_of_spks": 4,
+        "streaming_mode": True,
+        "model_defaults": dict(fc_d_model=d_fc, tf_d_model=d_tf),
+        "train_ds": dict(stub, shuffle=True, validation_mode=False),
+        "validation_ds": dict(stub),
+        "test_ds": dict(stub),
+        "preprocessor": dict(
+            _target_="nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
+            normalize="NA", window_size=0.025, sample_rate=16000, window_stride=0.01, window="hann",
+            features=128, n_fft=512, frame_splicing=1, dither=0.00001,
+        ),
+        "sortformer_modules": dict(
+            _target_="nemo.collections.asr.modules.sortformer_modules.SortformerModules",
+            num_spks=4, dropout_rate=0.5, fc_d_model=d_fc, tf_d_model=d_tf,
+            spkcache_len=188, fifo_len=0, chunk_len=188, spkcache_update_period=188,
+            chunk_left_context=1, chunk_right_context=1, spkcache_sil_frames_per_spk=3,
+            scores_add_rnd=0, pred_score_threshold=0.25, max_index=99999, scores_boost_latest=0.05,
+            sil_threshold=0.2, strong_boost_rate=0.75, weak_boost_rate=1.5, min_pos_scores_rate=0.5,
+            causal_attn_rate=0.5, causal_attn_rc=7,
+        ),
+        "encoder": dict(
+            _target_="nemo.collections.asr.modules.ConformerEncoder", feat_in=128, feat_out=-1,
+            n_layers=2, d_model=d_fc, subsampling="dw_striding", subsampling_factor=8,
+            subsampling_conv_channels=32, causal_downsampling=False, ff_expansion_factor=2,
+            self_attention_model="rel_pos", n_heads=4, att_context_size=[-1, -1],
+            att_context_style="regular", xscaling=True, untie_biases=True, pos_emb_max_len=5000,
+            conv_kernel_size=9, conv_norm_type="batch_norm", conv_context_size=None, dropout=0.1,
+            dropout_pre_encoder=0.1, dropout_emb=0.0, dropout_att=0.1,
+            stochastic_depth_drop_prob=0.0, stochastic_depth_mode="linear",
+            stochastic_depth_start_layer=1,
+        ),
+        "transformer_encoder": dict(
+            _target_="nemo.collections.asr.modules.transformer.transformer_encoders.TransformerEncoder",
+            num_layers=2, hidden_size=d_tf, inner_size=64, num_attention_heads=4,
+            attn_score_dropout=0.5, attn_layer_dropout=0.5, ffn_dropout=0.5, hidden_act="relu",
+            pre_ln=False, pre_ln_final_layer_norm=True,
+        ),
+        "loss": dict(_target_="nemo.collections.asr.losses.bce_loss.BCELoss", weight=None, reduction="mean"),
+        "lr": 0.0001,
+        "optim": dict(name="adamw", lr=0.0001, betas=[0.9, 0.98], weight_decay=1e-3),
+        "target": "nemo.collections.asr.models.sortformer_diar_models.SortformerEncLabelModel",
+    }
+    # fmt: on

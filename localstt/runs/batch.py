@@ -1,12 +1,12 @@
 """Many recordings in one run: decoded on CPU threads while the model runs, transcribed in batches.
 
-    for result in transcribe_many(paths, "parakeet", options, store):   # as each batch is done
+    for result in transcribe_many(paths, model_key, options, store):   # as each batch is done
         result.index, result.transcript or result.failure
 
 The recordings' lengths are read from their headers, and they are taken longest first, in batches
 of at most `batch_minutes` of audio (config.toml's [transcription]). While the model runs one
 batch, `decode_workers` threads decode the next. Inside a batch the model's family decides what
-runs together (Parakeet: its `batch_groups`; long recordings alone, by the long-audio rule). One
+runs together (`transcribe_batch`: e.g. as many as fit in memory, long ones alone). One
 recording that cannot be read, or that fails, costs only itself: a batch that fails is done again
 one recording at a time, so that the failure lands on the recording that caused it.
 `transcribe_all` gives the results in input order.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from localstt import engine
@@ -26,18 +25,11 @@ from localstt.errors import LocalSttError
 from localstt.logfile import report_unexpected
 from localstt.models import Progress
 from localstt.options import TranscribeOptions
+from localstt.runs.result import RecordingResult
+from localstt.runs.resume import Job
 from localstt.store import ModelStore
-from localstt.transcript import Transcript
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    index: int  # the recording's place in the input
-    path: Path
-    transcript: Transcript | None = None
-    failure: str = ""  # why it could not be done, one sentence; "" when it was
 
 
 def plan_batches(seconds: Sequence[float | None], batch_minutes: float) -> list[list[int]]:
@@ -81,7 +73,7 @@ def transcribe_many(
     seconds: Sequence[float | None] | None = None,
     decode_workers: int = 2,
     progress: Progress | None = None,
-) -> Iterator[BatchResult]:
+) -> Iterator[RecordingResult]:
     """Each recording's result, batch by batch as they are done (longest recordings first).
 
     `seconds`: the recordings' lengths, when the caller has probed them already (`probe_seconds`).
@@ -109,7 +101,7 @@ def transcribe_many(
             for index, future in current:
                 audio, failure = future.result()
                 if audio is None:
-                    yield BatchResult(index, paths[index], failure=failure)
+                    yield RecordingResult(index, paths[index], failure=failure)
                 else:
                     decoded.append((index, audio))
             yield from transcribe_decoded(decoded, paths, model_key, options, store, progress)
@@ -125,7 +117,7 @@ def transcribe_all(
     store: ModelStore,
     *,
     decode_workers: int = 2,
-) -> list[BatchResult]:
+) -> list[RecordingResult]:
     """`transcribe_many`'s results in the order of `paths`."""
     results = transcribe_many(paths, model_key, options, store, decode_workers=decode_workers)
     return sorted(results, key=lambda result: result.index)
@@ -138,10 +130,10 @@ def transcribe_decoded(
     options: TranscribeOptions,
     store: ModelStore,
     progress: Progress | None,
-) -> Iterator[BatchResult]:
+) -> Iterator[RecordingResult]:
     """One batch of decoded recordings (`decoded`: their indexes into `paths`, and samples): together
     in one model use, or, when that fails, one by one so that each failure is its recording's own.
-    Ray's actors (localstt/ray_job.py) run their batches through this too."""
+    Ray's actors (localstt/runs/ray.py) run their batches through this too."""
     if not decoded:
         return
     recordings = [(audio, paths[index].name) for index, audio in decoded]
@@ -155,7 +147,7 @@ def transcribe_decoded(
             logger.info("a batch of %d failed; doing its recordings one by one", len(decoded))
         else:
             for (index, _), transcript in zip(decoded, transcripts, strict=True):
-                yield BatchResult(index, paths[index], transcript)
+                yield RecordingResult(index, paths[index], transcript)
             return
     for index, _ in decoded:  # one by one, decoded again (rare): the failure is that recording's own
         try:
@@ -163,10 +155,25 @@ def transcribe_decoded(
         except LocalSttError as error:
             if not error.per_file:
                 raise
-            yield BatchResult(index, paths[index], failure=str(error))
+            yield RecordingResult(index, paths[index], failure=str(error))
             continue
         except Exception as error:
             doing = f"transcribing {paths[index]} with {model_key}"
-            yield BatchResult(index, paths[index], failure=report_unexpected(error, doing, store.config.path))
+            yield RecordingResult(
+                index, paths[index], failure=report_unexpected(error, doing, store.config.path)
+            )
             continue
-        yield BatchResult(index, paths[index], transcript)
+        yield RecordingResult(index, paths[index], transcript)
+
+
+def run_job_here(
+    job: Job,
+    store: ModelStore,
+    seconds: Sequence[float | None] | None = None,
+    progress: Progress | None = None,
+) -> Iterator[RecordingResult]:
+    """`job.todo` in this process, in batches (`transcribe_many`); each recording is finished through
+    the job (its outputs, then its line) as it ends, and its result yielded then."""
+    results = transcribe_many(job.todo, job.model_key, job.options, store, seconds=seconds, progress=progress)
+    for result in results:
+        yield job.finish(result.index, result.transcript, result.failure)

@@ -1,4 +1,7 @@
-"""A job's record of what it did, so that it can be stopped at any moment and run again.
+"""A job that can be stopped at any moment and run again: its record (OUT/job.jsonl), what is left to
+do, and how each recording ends. The command line and Ray run every job through `Job`, so the resume
+sequence (hash each input, skip what the record has done, write each one's files and then its line)
+is written once.
 
     OUT/
     ├── job.jsonl          one line per recording, appended (and flushed to the disk) as each ends
@@ -20,16 +23,18 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from localstt.options import TranscribeOptions
-    from localstt.transcript import Transcript
+from localstt import formats as writers
+from localstt.hashing import sha256_file
+from localstt.logfile import report_unexpected
+from localstt.options import TranscribeOptions
+from localstt.runs.result import RayPlacement, RecordingResult
+from localstt.transcript import Transcript
 
 logger = logging.getLogger(__name__)
 
@@ -127,44 +132,77 @@ class JobLog:
             return handle.read(1) == b"\n"
 
 
-def finish_recording(
-    job: JobLog,
-    path: Path,
-    sha256: str,
-    model: str,
-    revision: str,
-    transcript: Transcript | None,
-    failure: str,
-    formats: Sequence[str],
-    config_path: Path,
-    speakers: str = "",
-) -> tuple[list[Path], str]:
-    """Write a recording's outputs into the job's folder (when it was transcribed), then its line.
+class Job:
+    """The recordings of one run into `log.out_dir`: those its record has not done yet (`todo`),
+    and `finish`, which writes one's outputs, then its line."""
 
-    Returns:
-        (the files written, the failure: the given one, or why the files could not be written: one
-        sentence, the details in the log file).
-    """
-    from localstt.logfile import report_unexpected
-    from localstt.subtitles import write_outputs
+    def __init__(
+        self,
+        files: Sequence[Path],
+        model_key: str,
+        revision: str,
+        formats: Sequence[str],
+        out_dir: Path,
+        options: TranscribeOptions,
+        config_path: Path,
+        *,
+        skip_done: bool = True,
+    ) -> None:
+        """Hash every input (an unreadable one gets "": transcribing it says why) and, with
+        `skip_done`, leave out each one the record has done with this model, commit and speakers."""
+        self.model_key = model_key
+        self.revision = revision
+        self.formats = tuple(formats)
+        self.options = options
+        self.config_path = config_path
+        self.speakers = speakers_setting(options)
+        self.log = JobLog(out_dir)
+        self.hashes: dict[Path, str] = {}
+        self.todo: list[Path] = []
+        for path in files:
+            try:
+                self.hashes[path] = sha256_file(path)
+            except OSError:
+                self.hashes[path] = ""
+            done = self.hashes[path] and self.log.done(self.hashes[path], model_key, revision, self.speakers)
+            if skip_done and done:
+                continue
+            self.todo.append(path)
+        self.skipped = len(files) - len(self.todo)
 
-    written: list[Path] = []
-    if transcript is not None and not failure:
-        try:
-            written = write_outputs(transcript, formats, job.out_dir, path.stem)
-        except Exception as error:  # e.g. the disk is full: this file only, the details to the log
-            failure = report_unexpected(error, f"transcribing {path} with {model}", config_path)
-    job.append(
-        JobEntry(
-            input=str(path),
-            sha256=sha256,
-            model=model,
-            revision=revision,
-            status="failed" if failure else "done",
-            error=failure,
-            outputs=tuple(p.name for p in written),
-            duration_s=transcript.duration if transcript is not None else 0.0,
-            speakers=speakers,
+    @property
+    def out_dir(self) -> Path:
+        return self.log.out_dir
+
+    def finish(
+        self,
+        index: int,
+        transcript: Transcript | None,
+        failure: str,
+        ray: RayPlacement | None = None,
+    ) -> RecordingResult:
+        """`todo[index]` ended: write its outputs into the job's folder (when it was transcribed),
+        then its line. The result's failure is the given one, or why the files could not be written
+        (one sentence, the details in the log file)."""
+        path = self.todo[index]
+        written: list[Path] = []
+        if transcript is not None and not failure:
+            try:
+                written = writers.write_outputs(transcript, self.formats, self.out_dir, path.stem)
+            except Exception as error:  # e.g. the disk is full: this file only, the details to the log
+                doing = f"transcribing {path} with {self.model_key}"
+                failure = report_unexpected(error, doing, self.config_path)
+        self.log.append(
+            JobEntry(
+                input=str(path),
+                sha256=self.hashes.get(path, ""),
+                model=self.model_key,
+                revision=self.revision,
+                status="failed" if failure else "done",
+                error=failure,
+                outputs=tuple(p.name for p in written),
+                duration_s=transcript.duration if transcript is not None else 0.0,
+                speakers=self.speakers,
+            )
         )
-    )
-    return written, failure
+        return RecordingResult(index, path, None if failure else transcript, failure, tuple(written), ray=ray)

@@ -9,8 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hubserver import HubServer
-from tiny_models import (
+from testkit.hubserver import HubServer
+from testkit.tiny_models import (
     CANARY_REPO_ID,
     PARAKEET_REPO_ID,
     QWEN_REPO_ID,
@@ -70,9 +70,7 @@ class Project:
             HF_HUB_DISABLE_TELEMETRY="1",
             HF_HUB_DOWNLOAD_TIMEOUT="5",
             # after these, the caller's own (a site folder of packages the machine lacks, for one)
-            PYTHONPATH=os.pathsep.join(
-                [str(REPO_ROOT), str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])]
-            ),
+            PYTHONPATH=os.pathsep.join([str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
             PYTHONUNBUFFERED="1",
         )
         env.update(extra)

@@ -1,32 +1,23 @@
-"""One recording of a job: transcribed and its files written, or its failure in one sentence.
+"""One recording into a folder: transcribed and its files written, or its failure in one sentence.
 
-The CLI and the web app run their recordings through `transcribe_file`, one after another. One file
-that fails (whatever the error) costs only itself; an error that concerns the whole run (a
-LocalSttError that is not `per_file`: the model is not exported or does not load) is raised, since no
-other file could be done either.
+The page runs each recording of a job through `transcribe_file`. One file that fails (whatever the
+error) costs only itself; an error that concerns the whole run (a LocalSttError that is not
+`per_file`: the model is not exported or does not load) is raised, since no other file could be done.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from localstt import engine, subtitles
+from localstt import engine
+from localstt import formats as writers
 from localstt.errors import LocalSttError
 from localstt.logfile import report_unexpected
 from localstt.models import Progress
 from localstt.options import TranscribeOptions
+from localstt.runs.result import RecordingResult
 from localstt.store import ModelStore
-from localstt.transcript import Transcript
-
-
-@dataclass(frozen=True)
-class FileResult:
-    name: str  # the recording as the user knows it: the path given, or the upload's name
-    transcript: Transcript | None = None
-    written: tuple[Path, ...] = ()  # the files made, in the order of the formats
-    failure: str = ""  # why it could not be done, one sentence; "" when it was
 
 
 def transcribe_file(
@@ -39,7 +30,7 @@ def transcribe_file(
     *,
     name: str | None = None,
     progress: Progress | None = None,
-) -> FileResult:
+) -> RecordingResult:
     """Transcribe `source` and write `<stem of name>.<format>` in `out_dir` for each format.
 
     Args:
@@ -57,12 +48,14 @@ def transcribe_file(
     label = name or source.name
     try:
         transcript = engine.transcribe(source, model_key, options, store, progress)
-        written = subtitles.write_outputs(transcript, formats, out_dir, Path(label).stem)
+        written = writers.write_outputs(transcript, formats, out_dir, Path(label).stem)
     except LocalSttError as error:
         if not error.per_file:
             raise
-        return FileResult(label, failure=str(error))
+        return RecordingResult(0, source, failure=str(error), name=label)
     except Exception as error:  # one file's bad luck (NeMo, the disk...): the others go on
         doing = f"transcribing {label} with {model_key}"
-        return FileResult(label, failure=report_unexpected(error, doing, store.config.path))
-    return FileResult(label, transcript, tuple(written))
+        return RecordingResult(
+            0, source, failure=report_unexpected(error, doing, store.config.path), name=label
+        )
+    return RecordingResult(0, source, transcript, outputs=tuple(written), name=label)
