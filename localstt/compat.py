@@ -20,6 +20,6 @@ def tarfile_with_extraction_filters() -> None:
     """Make `import tarfile` give a module with PEP 706 filters. Call before importing NeMo."""
     if hasattr(tarfile, "data_filter"):
         return
-    import backports.tarfile
+    import backports.tarfile  # Python < 3.11.4 only
 
     sys.modules["tarfile"] = backports.tarfile

@@ -136,7 +136,7 @@ def frame_attention_bytes(
 def free_memory_bytes(device: Any) -> int:
     """Memory a new allocation on `device` can use now: on CUDA what the driver reports free plus what
     PyTorch's caching allocator holds unused (it reuses that first); on the CPU the available RAM."""
-    import torch
+    import torch  # with the model, not before
 
     where = torch.device(device)
     if where.type == "cuda":
@@ -144,7 +144,7 @@ def free_memory_bytes(device: Any) -> int:
         free, _total = torch.cuda.mem_get_info(index)
         cached = torch.cuda.memory_reserved(index) - torch.cuda.memory_allocated(index)
         return int(free) + max(0, int(cached))
-    import psutil
+    import psutil  # only where memory is measured
 
     return int(psutil.virtual_memory().available)
 
@@ -237,7 +237,7 @@ OutOfMemoryKind = Literal["GPU", "RAM", ""]
 
 def out_of_memory(error: BaseException) -> OutOfMemoryKind:
     """ "GPU" for a GPU out-of-memory error, "RAM" for the CPU allocator's, "" for any other error."""
-    import torch
+    import torch  # with the model, not before
 
     if isinstance(error, torch.OutOfMemoryError) or type(error).__name__ == "OutOfMemoryError":
         return "GPU"
@@ -253,7 +253,7 @@ def ran_out(kind: OutOfMemoryKind) -> str:
 def release_memory(device: str) -> None:
     """Free what a failed attempt left behind (call outside its `except` block, whose traceback holds
     the attempt's tensors), and hand PyTorch's cached GPU memory back."""
-    import torch
+    import torch  # with the model, not before
 
     gc.collect()
     if str(device).startswith("cuda") and torch.cuda.is_available():

@@ -193,7 +193,7 @@ def safe_file_stem(stem: str, fallback: str = "transcript") -> str:
 def _long_paths_enabled() -> bool:
     """Windows 10+ with LongPathsEnabled set (python.exe itself declares it is long-path aware)."""
     if sys.platform == "win32":
-        import winreg
+        import winreg  # Windows only
 
         try:
             with winreg.OpenKey(

@@ -134,7 +134,7 @@ def autocast_context(device: str, dtype_name: str | None) -> Any:
 
     Where only the speech encoder runs under autocast, the loader installed that (`autocast_forward`).
     """
-    import torch
+    import torch  # with the model, not before
 
     if device == "cuda" and dtype_name in ("bfloat16", "float16"):
         return torch.autocast("cuda", dtype=getattr(torch, dtype_name))
@@ -142,7 +142,7 @@ def autocast_context(device: str, dtype_name: str | None) -> Any:
 
 
 def torch_dtype(name: str) -> Any:
-    import torch
+    import torch  # with the model, not before
 
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
 
@@ -150,7 +150,7 @@ def torch_dtype(name: str) -> Any:
 def autocast_forward(module: Any, dtype: str, output_dtype: str) -> Any:
     """From now on `module` runs under torch.autocast in `dtype` (on the device its parameters are on),
     and hands floating outputs on in `output_dtype`. Installed once; returns `module`."""
-    import torch
+    import torch  # with the model, not before
 
     if getattr(module, "_localstt_autocast", None) is not None:
         return module
@@ -169,7 +169,7 @@ def autocast_forward(module: Any, dtype: str, output_dtype: str) -> Any:
 
 
 def _cast_floats(value: Any, dtype: Any) -> Any:
-    import torch
+    import torch  # with the model, not before
 
     if isinstance(value, torch.Tensor):
         return value.to(dtype) if value.is_floating_point() and value.dtype != dtype else value
@@ -181,14 +181,16 @@ def _cast_floats(value: Any, dtype: Any) -> Any:
 def native_bf16_in_nemo_attention() -> None:
     """Make NeMo's FastConformer attention leave float16 autocast for bfloat16 only where the GPU has it
     natively, else for float32 (NeMo asks `torch.cuda.is_bf16_supported()`, which counts emulation)."""
-    from nemo.collections.asr.parts.submodules import multi_head_attention
+    from nemo.collections.asr.parts.submodules import (
+        multi_head_attention,
+    )  # NeMo: ~10 s to import, so not before
 
     multi_head_attention.avoid_float16_autocast_context = avoid_float16_autocast_context
 
 
 def avoid_float16_autocast_context() -> Any:
     """NeMo's `avoid_float16_autocast_context` (nemo/utils/cast_utils.py), minus emulated bfloat16."""
-    import torch
+    import torch  # with the model, not before
 
     if not (torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") == torch.float16):
         return nullcontext()

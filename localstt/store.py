@@ -84,7 +84,7 @@ class ModelStatus:
 
 def pick_device_and_precision(config: AppConfig, family: ModelFamily) -> tuple[str, Precision]:
     """(device, how a `family` model runs there: see localstt/precision.py); logs its note, if any."""
-    import torch
+    import torch  # with the model, not before
 
     wanted = config.runtime.device
     has_cuda = torch.cuda.is_available()

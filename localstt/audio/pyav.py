@@ -113,7 +113,7 @@ def pyav_frames(
     layout even if a frame changes its format, rate or layout; a packet that fails to decode is
     skipped unless most do, and a demuxing error ends the stream (the truncation check follows).
     """
-    import av
+    import av  # PyAV loads FFmpeg's libraries: only for files that need it
 
     codec = stream.codec_context
     converter = _PackedFloat(codec.layout, codec.sample_rate, codec.channels)
@@ -164,7 +164,7 @@ class _PackedFloat:
         if frame is None:
             return
         if self._resampler is None:
-            import av
+            import av  # PyAV loads FFmpeg's libraries: only for files that need it
 
             self._resampler, self._source = av.AudioResampler("flt", self._layout, self._rate), source
         yield from self._arrays(self._resampler.resample(frame))

@@ -173,7 +173,7 @@ def unpacked_folder(layout: NemoLayout, nemo_sha256: str) -> Iterator[Path]:
 
 
 def _torch_version() -> tuple[int, int]:
-    import torch
+    import torch  # with the model, not before
 
     major, minor = torch.__version__.split("+", 1)[0].split(".")[:2]
     return int(major), int(minor)
@@ -184,7 +184,7 @@ def fast_path_problem(layout: NemoLayout) -> str | None:
     if (problem := fast_load_problem()) is not None:
         return problem
     try:
-        import torch.serialization as serialization
+        import torch.serialization as serialization  # with the model, not before
         from torch import _weights_only_unpickler  # noqa: F401
     except ImportError as error:
         return f"torch internals missing ({error})"
@@ -203,11 +203,11 @@ def fast_path_problem(layout: NemoLayout) -> str | None:
 
 def mapped_state_dict(layout: NemoLayout) -> dict[str, Any]:
     """The state dict, its tensors mapped (read-only file, private mapping) out of the archive."""
-    import pickle
+    import pickle  # only for the mapped load
 
-    import torch
-    from torch import _weights_only_unpickler
-    from torch.serialization import _is_zipfile, _load, _open_zipfile_reader
+    import torch  # with the model, not before
+    from torch import _weights_only_unpickler  # with the model, not before
+    from torch.serialization import _is_zipfile, _load, _open_zipfile_reader  # with the model, not before
 
     whole = torch.UntypedStorage.from_file(str(layout.path), False, layout.size)
     start = layout.weights.offset_data
@@ -236,7 +236,7 @@ def mapped_state_dict(layout: NemoLayout) -> dict[str, Any]:
 
 def read_state_dict(layout: NemoLayout, map_location: Any) -> dict[str, Any]:
     """The state dict read into memory from the archive (the plain way), weights only."""
-    import torch
+    import torch  # with the model, not before
 
     with tarfile.open(layout.path, "r:") as tar:
         handle = tar.extractfile(layout.weights)
@@ -263,9 +263,11 @@ def rebuild_positional_encodings(model: Any) -> None:
 
 def connector(layout: NemoLayout, folder: Path, fast: bool) -> Any:
     """A SaveRestoreConnector for `restore_from` that reads `layout` from `folder` and the archive."""
-    from accelerate import init_empty_weights
-    from nemo.core.connectors.save_restore_connector import SaveRestoreConnector
-    from omegaconf import OmegaConf
+    from accelerate import init_empty_weights  # with the model, not before
+    from nemo.core.connectors.save_restore_connector import (
+        SaveRestoreConnector,
+    )  # NeMo: ~10 s to import, so not before
+    from omegaconf import OmegaConf  # NeMo's config library: with the model, not before
 
     class InPlaceNemoConnector(SaveRestoreConnector):  # type: ignore[misc]  # NeMo has no type information
         def load_config_and_state_dict(
@@ -340,8 +342,8 @@ def load_nemo(
 
 
 def _restore(layout: NemoLayout, folder: Path, fast: bool, device: str, model_class: str) -> Any:
-    import nemo.collections.asr.models as nemo_models
-    from nemo.utils import logging as nemo_logging
+    import nemo.collections.asr.models as nemo_models  # NeMo: ~10 s to import, so not before
+    from nemo.utils import logging as nemo_logging  # NeMo: ~10 s to import, so not before
 
     nemo_logging.setLevel(nemo_logging.ERROR)
     model = getattr(nemo_models, model_class).restore_from(

@@ -40,7 +40,7 @@ def load_salm(export_dir: Path, device: str, dtype: Any) -> tuple[Any, str]:
 
     `dtype`: a localstt.precision.Precision, or a torch dtype for the whole model.
     """
-    from nemo.utils import logging as nemo_logging
+    from nemo.utils import logging as nemo_logging  # NeMo: ~10 s to import, so not before
 
     nemo_logging.setLevel(nemo_logging.ERROR)
     problem = fast_load_problem()
@@ -54,7 +54,7 @@ def load_salm(export_dir: Path, device: str, dtype: Any) -> tuple[Any, str]:
             problem = f"{type(error).__name__}: {error}"
             gc.collect()
     if model is None:
-        from nemo.collections.speechlm2.models import SALM
+        from nemo.collections.speechlm2.models import SALM  # NeMo: ~10 s to import, so not before
 
         logger.warning("note: building %s the slow way (%s)", export_dir.name, problem)
         model, method = SALM.from_pretrained(str(export_dir), local_files_only=True), "safetensors"
@@ -88,7 +88,7 @@ def place(model: Any, device: str, precision: Precision) -> Any:
 
 def salm_config(export_dir: Path) -> dict[str, Any]:
     """canary's config.json pointed at the files beside it, as `from_pretrained(folder)` does."""
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf  # NeMo's config library: with the model, not before
 
     cfg = OmegaConf.to_container(OmegaConf.load(export_dir / "config.json"))
     assert isinstance(cfg, dict)
@@ -99,9 +99,9 @@ def salm_config(export_dir: Path) -> dict[str, Any]:
 
 
 def _load_mapped(export_dir: Path) -> Any:
-    from accelerate import init_empty_weights
-    from nemo.collections.speechlm2.models import SALM
-    from safetensors import safe_open
+    from accelerate import init_empty_weights  # with the model, not before
+    from nemo.collections.speechlm2.models import SALM  # NeMo: ~10 s to import, so not before
+    from safetensors import safe_open  # with the model, not before
 
     if not (export_dir / LLM_BACKBONE_DIR / "config.json").exists():
         raise FastPathUnavailable(f"no {LLM_BACKBONE_DIR}/config.json")
@@ -123,7 +123,7 @@ def _load_mapped(export_dir: Path) -> Any:
 
 def check_safetensors_keys(folder: Path, model: Any) -> None:
     """SALM loads with strict=False; make sure the file really covers the model (tied weights aside)."""
-    from safetensors import safe_open
+    from safetensors import safe_open  # with the model, not before
 
     file_keys: set[str] = set()
     for weights in sorted(folder.glob("*.safetensors")):

@@ -163,8 +163,8 @@ class CanaryQwen(ModelFamily, Transcriber[CanaryQwenOptions], Answerer):
         _transcribe_windows(loaded, quiet, [(0, len(quiet))], CanaryQwenOptions(canary_max_new_tokens=1))
 
     def ask(self, loaded: LoadedModel, transcript_text: str, question: str, max_new_tokens: int) -> str:
-        import torch
-        from nemo.collections.common.prompts import PromptFormatter
+        import torch  # with the model, not before
+        from nemo.collections.common.prompts import PromptFormatter  # NeMo: ~10 s to import, so not before
 
         model = loaded.model
         turns = [{"role": "user", "content": f"{question.strip()}\n\nTranscript:\n{transcript_text.strip()}"}]
@@ -196,7 +196,7 @@ def _transcribe_windows(
     loaded: LoadedModel, samples: np.ndarray, batch: list[tuple[int, int]], options: CanaryQwenOptions
 ) -> list[str]:
     """Canary-Qwen's text for each window (start, end sample) of `batch`, all at once."""
-    import torch
+    import torch  # with the model, not before
 
     model = loaded.model
     prompt = [{"role": "user", "content": f"Transcribe the following: {model.audio_locator_tag}"}]

@@ -159,7 +159,7 @@ def _local_attention(model: Any, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    from omegaconf import open_dict
+    from omegaconf import open_dict  # NeMo's config library: with the model, not before
 
     encoder = model.encoder
     attention = (encoder.self_attention_model, list(encoder.att_context_size))
@@ -202,7 +202,7 @@ def segments_of(hypothesis: Any, offset: float = 0.0) -> list[Segment]:
 
 def score_bytes(loaded: LoadedModel) -> tuple[int, int]:
     """Bytes of one attention-score element and of one softmax element in Parakeet's encoder."""
-    import torch
+    import torch  # with the model, not before
 
     amp = loaded.precision.autocast or loaded.precision.encoder_autocast
     if loaded.device == "cuda" and amp in ("bfloat16", "float16"):
@@ -229,7 +229,7 @@ def attention_plan(loaded: LoadedModel, duration: float, options: ParakeetOption
 
 
 def _run(loaded: LoadedModel, audio: DecodedAudio, options: ParakeetOptions, local: bool) -> Any:
-    import torch
+    import torch  # with the model, not before
 
     model = loaded.model
     with (
@@ -243,7 +243,7 @@ def _run(loaded: LoadedModel, audio: DecodedAudio, options: ParakeetOptions, loc
 
 def _run_together(loaded: LoadedModel, audios: Sequence[DecodedAudio]) -> list[Any]:
     """One model.transcribe call over several recordings (full attention, padded to the longest)."""
-    import torch
+    import torch  # with the model, not before
 
     with torch.inference_mode(), autocast_context(loaded.device, loaded.precision.autocast):
         hypotheses = loaded.model.transcribe(

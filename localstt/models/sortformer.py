@@ -57,7 +57,7 @@ class Sortformer(ModelFamily, Diarizer):
         return load_nemo(export_dir, manifest, device, "SortformerEncLabelModel", mapped=False)
 
     def diarize(self, loaded: LoadedModel, audio: DecodedAudio, progress: Progress) -> list[SpeakerTurn]:
-        import torch
+        import torch  # with the model, not before
 
         model = loaded.model  # the engine has said "identifying speakers"
         # diarize() prints a "Streaming Steps" progress bar to stderr even with verbose=False

@@ -239,7 +239,7 @@ def _rows(
     batch_size: int,
 ) -> Any:
     """The pipeline's output rows, streamed as they are done."""
-    import ray
+    import ray  # Ray: only a --ray job imports it
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False

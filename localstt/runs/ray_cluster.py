@@ -42,16 +42,16 @@ def start_ray(address: str | None, *, num_cpus: int | None = None) -> None:
     # and start workers in another environment, one without Ray). Ray reads it at import.
     os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"
     if address is not None:
-        import ray
-        from ray._private import ray_constants
+        import ray  # Ray: only a --ray job imports it
+        from ray._private import ray_constants  # Ray: only a --ray job imports it
 
         ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = False
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
         logger.info("joined the Ray cluster at %s: %s", address, cluster_resources())
         return
     os.environ.update(LOCAL_ENV)  # before ray is imported: it reads some of these at import
-    import ray
-    from ray._private import ray_constants
+    import ray  # Ray: only a --ray job imports it
+    from ray._private import ray_constants  # Ray: only a --ray job imports it
 
     ray_constants.ENABLE_RAY_CLUSTER = False  # also when ray was imported before the variables were set
     ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = False
@@ -89,7 +89,7 @@ def start_ray(address: str | None, *, num_cpus: int | None = None) -> None:
 def stop_ray() -> None:
     """Shut Ray down in this process; the local instance's processes and files go with it."""
     global _local_temp_dir
-    import ray
+    import ray  # Ray: only a --ray job imports it
 
     ray.shutdown()
     if _local_temp_dir is not None:
@@ -99,7 +99,7 @@ def stop_ray() -> None:
 
 def cluster_resources() -> dict[str, float]:
     """What the Ray cluster this process joined has: {"CPU": 16.0, "GPU": 2.0, ...}."""
-    import ray
+    import ray  # Ray: only a --ray job imports it
 
     return {str(name): float(amount) for name, amount in untyped(ray).cluster_resources().items()}
 
@@ -111,7 +111,7 @@ def untyped(module: Any) -> Any:
 
 def node_name() -> str:
     try:
-        import ray.util
+        import ray.util  # Ray: only a --ray job imports it
 
         ip = str(untyped(ray.util).get_node_ip_address())
     except Exception:
@@ -122,7 +122,7 @@ def node_name() -> str:
 
 def _cuda_devices() -> int:
     try:
-        import torch
+        import torch  # with the model, not before
 
         return int(torch.cuda.device_count())
     except Exception:  # no torch, or a broken CUDA install: CPU actors

@@ -17,6 +17,7 @@ import gradio as gr
 from localstt import engine
 from localstt.config import AppConfig
 from localstt.errors import ConfigError, LocalSttError
+from localstt.formats import WRITERS
 from localstt.logfile import report_unexpected
 from localstt.models import Progress, Transcriber, family_for
 from localstt.runs.single import transcribe_file
@@ -206,6 +207,4 @@ class TranscriptionApp:
 
 def speaker_text(transcript: Transcript) -> str:
     """The transcript as the TXT download has it: one paragraph per turn, "Name: ..."."""
-    from localstt.formats import WRITERS
-
     return WRITERS["txt"].render(transcript).strip()
