@@ -16,7 +16,7 @@ from localstt.errors import ConfigError
 from localstt.models import DEFAULT_KIND, Diarizer, Transcriber, families, family_for
 from localstt.options import TranscribeOptions
 from localstt.portability import atomic_write_text
-from localstt.spec import COMMIT_RE, ModelSpec, find_config_path
+from localstt.spec import COMMIT_RE, LiveSettings, ModelSpec, find_config_path
 
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
@@ -42,6 +42,36 @@ class AppOptions:
     preload: tuple[str, ...] = ()
 
 
+# Live steps where "auto": NVIDIA's streaming config for Parakeet-TDT on a GPU (about 2.4 s from a
+# word to its final text), and its buffered_rnnt config on the CPU, which cannot keep up with smaller
+# chunks of a full-size model (docs/benchmarks.md, "Live").
+AUTO_LIVE_GPU = (0.8, 9.6, 1.6)
+AUTO_LIVE_CPU = (4.8, 1.6, 1.6)
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """config.toml's [live]: the steps' audio ("auto" where None), endpointing and limits."""
+
+    chunk_seconds: float | None = None
+    left_seconds: float | None = None
+    right_seconds: float | None = None
+    endpoint_ms: int = 800
+    max_live_sessions: int = 4
+    max_session_minutes: float = 120.0
+
+    def settings(self, device: str) -> LiveSettings:
+        """The steps' settings on `device`, "auto" resolved."""
+        chunk, left, right = AUTO_LIVE_GPU if device == "cuda" else AUTO_LIVE_CPU
+        return LiveSettings(
+            chunk_seconds=self.chunk_seconds if self.chunk_seconds is not None else chunk,
+            left_seconds=self.left_seconds if self.left_seconds is not None else left,
+            right_seconds=self.right_seconds if self.right_seconds is not None else right,
+            endpoint_ms=self.endpoint_ms,
+            max_streams=self.max_live_sessions,
+        )
+
+
 @dataclass(frozen=True)
 class AppConfig:
     path: Path
@@ -50,6 +80,7 @@ class AppConfig:
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     app: AppOptions = field(default_factory=AppOptions)
     transcription: TranscribeOptions = field(default_factory=TranscribeOptions)
+    live: LiveOptions = field(default_factory=LiveOptions)
 
     @property
     def max_audio_minutes(self) -> float:
@@ -152,6 +183,33 @@ def _preload(
     return keys
 
 
+def _live(table: dict[str, Any], path: Path) -> LiveOptions:
+    """[live], each value checked: ConfigError naming the key and what to write instead."""
+
+    def number(key: str, low: float, allow_low: bool, auto: bool, whole: bool = False) -> Any:
+        default = getattr(LiveOptions(), key)
+        value = table.get(key, "auto" if auto else default)
+        if auto and value == "auto":
+            return None
+        fits = isinstance(value, int | float) and not isinstance(value, bool)
+        fits = fits and (value >= low if allow_low else value > low) and (not whole or value == int(value))
+        if not fits:
+            kind = "a whole number" if whole else "a number"
+            bound = f"{low:g} or more" if allow_low else f"above {low:g}"
+            also = ', or "auto"' if auto else ""
+            raise ConfigError(f"[live] {key} = {value!r} in {path}; use {kind} {bound}{also}.")
+        return int(value) if whole else float(value)
+
+    return LiveOptions(
+        chunk_seconds=number("chunk_seconds", 0, False, auto=True),
+        left_seconds=number("left_seconds", 0, True, auto=True),
+        right_seconds=number("right_seconds", 0, True, auto=True),
+        endpoint_ms=number("endpoint_ms", -1, True, auto=False, whole=True),
+        max_live_sessions=number("max_live_sessions", 1, True, auto=False, whole=True),
+        max_session_minutes=number("max_session_minutes", 0, False, auto=False),
+    )
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
     config_path = find_config_path(path)
     document = _read_document(config_path).unwrap()
@@ -181,6 +239,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
             preload=_preload(app, models, keep_all_loaded, config_path),
         ),
         transcription=TranscribeOptions.from_table(transcription, str(config_path)),
+        live=_live(document.get("live", {}), config_path),
     )
 
 

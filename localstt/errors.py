@@ -21,6 +21,7 @@ RuntimeError, ...), so code that caught those still does.
     │   └── DeviceError      the device config.toml asks for is not there (no CUDA GPU)
     ├── AudioError           a recording cannot be read                         (per file)
     ├── EngineError          transcription failed in a way the user can act on  (per file)
+    ├── LiveError            a live session cannot start or go on (full, too long, ended)  (per session)
     ├── QueueFull            too many requests already wait for the model; try again later
     └── FastPathUnavailable  a fast loader cannot be used here; the plain loader runs instead (never
                              reaches the user)
@@ -65,6 +66,12 @@ class AudioError(LocalSttError, ValueError):
 
 class EngineError(LocalSttError, RuntimeError):
     """Transcription failed in a way the user can act on; the message says how."""
+
+    per_file = True
+
+
+class LiveError(LocalSttError):
+    """A live session cannot start or go on; the message says why (the others go on)."""
 
     per_file = True
 

@@ -106,3 +106,16 @@ def field_names(options_type: type[Any]) -> set[str]:
 class FamilyOptions:
     """A family's own transcription options. Its field names are also the keys of config.toml's
     [transcription] table, so they are unique across families: prefix them with the family's name."""
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """How a live stream is cut into model steps. Each step reads `left_seconds` of what came before,
+    `chunk_seconds` of new audio and `right_seconds` after it, so a word is final about chunk + right
+    seconds after it was spoken (plus the step's own compute time)."""
+
+    chunk_seconds: float
+    left_seconds: float
+    right_seconds: float
+    endpoint_ms: int = 800  # text is final once this long passes without a new word
+    max_streams: int = 16  # streams one model call may hold

@@ -1,6 +1,7 @@
 """The model families, one module each, and the registry that maps config.toml's `kind` to them.
 
-* parakeet.py     `kind = "nemo-asr"`: Parakeet-TDT (a `.nemo` archive)       Transcriber
+* parakeet.py     `kind = "nemo-asr"`: Parakeet-TDT (a `.nemo` archive)       Transcriber, Streamer
+  parakeet_live.py  its live decoder: NeMo's buffered streaming pipeline over the loaded model
 * canary_qwen.py  `kind = "salm"`: Canary-Qwen (NeMo's speech-LLM, safetensors) Transcriber, Answerer
 * sortformer.py   `kind = "sortformer"`: Sortformer, the speaker diarizer      Diarizer
 
@@ -10,8 +11,27 @@ A new family is one more module here, imported below.
 
 from __future__ import annotations
 
-from localstt.models.capabilities import Answerer, Diarizer, Progress, SegmentsDone, Transcribed, Transcriber
-from localstt.models.family import LoadedModel, ModelFamily, families, family_for, register, unregister
+from localstt.models.capabilities import (
+    Answerer,
+    Diarizer,
+    LiveChunk,
+    LiveDecoder,
+    LiveUpdate,
+    Progress,
+    SegmentsDone,
+    Streamer,
+    Transcribed,
+    Transcriber,
+)
+from localstt.models.family import (
+    LoadedModel,
+    ModelFamily,
+    ModelLock,
+    families,
+    family_for,
+    register,
+    unregister,
+)
 
 # Each module registers its family on import, in this order (the order config errors list them).
 # isort: off
@@ -26,10 +46,15 @@ __all__ = [
     "DEFAULT_KIND",
     "Answerer",
     "Diarizer",
+    "LiveChunk",
+    "LiveDecoder",
+    "LiveUpdate",
     "LoadedModel",
     "ModelFamily",
+    "ModelLock",
     "Progress",
     "SegmentsDone",
+    "Streamer",
     "Transcribed",
     "Transcriber",
     "families",

@@ -130,6 +130,7 @@ class CanaryQwen(ModelFamily, Transcriber[CanaryQwenOptions], Answerer):
         size = max(1, options.canary_batch_size)
         first = 0
         while first < len(windows):
+            loaded.lock.yield_to_first()  # a live step waiting for the model goes between two batches
             batch = windows[first : first + size]
             where = 0.1 + 0.85 * first / len(windows)
             progress(where, f"window {first + 1}-{first + len(batch)} of {len(windows)}")

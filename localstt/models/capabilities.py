@@ -1,6 +1,7 @@
 """What a family can do with a loaded model: one small protocol per capability.
 
     Transcriber   speech in, timed text out (listed in the app, the API and the CLI's --model)
+    Streamer      the same while the recording is being made: many live streams, one model call a step
     Diarizer      who speaks when; loaded beside a transcription model, never instead of it
     Answerer      a language model that answers questions about a transcript
 
@@ -8,6 +9,7 @@ A family implements the ones it has, by subclassing them beside `ModelFamily`
 (`class Parakeet(ModelFamily, Transcriber[ParakeetOptions])`), and everyone else asks the type:
 `isinstance(family, Transcriber)`. A new capability (live streaming, say) is one more protocol here
 and one more base class on the families that have it; nothing else changes for the others.
+(`Streamer` came that way.)
 
 Every method is called with `loaded.lock` held: one model never runs two requests at once.
 """
@@ -15,9 +17,13 @@ Every method is called with `loaded.lock` held: one model never runs two request
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar, runtime_checkable
 
-from localstt.spec import FamilyOptions
+import numpy as np
+
+from localstt.spec import FamilyOptions, LiveSettings
+from localstt.transcript import Word
 
 if TYPE_CHECKING:
     from localstt.audio import DecodedAudio
@@ -61,6 +67,54 @@ class Transcriber(Protocol[OptionsT_contra]):
         """`transcribe` of each recording, in the order given; a family that can run several at once
         overrides this (localstt/runs/batch.py)."""
         return [self.transcribe(loaded, audio, options, progress) for audio in audios]
+
+
+@dataclass(frozen=True)
+class LiveChunk:
+    """One step's audio of one live stream: exactly the decoder's `chunk_samples` (16 kHz mono
+    float32), the last one zero-padded after its `valid` samples (-1: all of them are audio)."""
+
+    stream_id: int
+    samples: np.ndarray
+    valid: int
+    first: bool
+    last: bool
+
+
+@dataclass(frozen=True)
+class LiveUpdate:
+    """What one step made of one stream."""
+
+    stream_id: int
+    final_text: str  # text that became final in this step ("" for none); it never changes again
+    final_words: tuple[Word, ...]  # its words, timed in seconds from the stream's start
+    partial_text: str  # the text after it, which may still change
+    last: bool  # the stream's last chunk: everything it said is final now
+
+
+class LiveDecoder(Protocol):
+    """Many streams of one loaded model, stepped together."""
+
+    chunk_samples: int  # the audio of one step of one stream
+    latency_seconds: float  # how long after it is spoken a word is final, compute time aside
+
+    def step(self, chunks: Sequence[LiveChunk]) -> list[LiveUpdate]:
+        """One model call for `chunks`, at most one per stream, in order; their updates in the same
+        order. A stream starts with its `first` chunk and ends with its `last`."""
+        ...
+
+    def drop(self, stream_id: int) -> None:
+        """Forget a stream that ended without its last chunk (its client went away)."""
+        ...
+
+
+@runtime_checkable
+class Streamer(Protocol):
+    """Transcribes while the recording is being made (localstt/live/ runs the sessions)."""
+
+    def live_decoder(self, loaded: LoadedModel, settings: LiveSettings) -> LiveDecoder:
+        """A decoder over `loaded` (never a second copy of the model). Called with its lock held."""
+        ...
 
 
 @runtime_checkable

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,67 @@ if TYPE_CHECKING:
     from localstt.hub import RemoteFile
 
 
+class ModelLock:
+    """Held while a model runs: one model never runs two calls at once.
+
+    `with lock:` waits its turn like a file job. `acquire_first` goes ahead of every such waiter (a
+    live step, which must not lag behind a long job); a holder that runs many calls in a row (the
+    windows of one recording, the groups of a batch) calls `yield_to_first` between them, so that a
+    live step waits at most for the one call in progress."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._held = False
+        self._first_waiting = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._acquire(first=False, timeout=timeout if blocking else 0)
+
+    def acquire_first(self, timeout: float = -1) -> bool:
+        return self._acquire(first=True, timeout=timeout)
+
+    def _acquire(self, first: bool, timeout: float) -> bool:
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        with self._changed:
+            if first:
+                self._first_waiting += 1
+            try:
+                while self._held or (not first and self._first_waiting):
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return False
+                    self._changed.wait(left)
+                self._held = True
+                return True
+            finally:
+                if first:
+                    self._first_waiting -= 1
+
+    def release(self) -> None:
+        with self._changed:
+            if not self._held:
+                raise RuntimeError("release of a ModelLock that is not held")
+            self._held = False
+            self._changed.notify_all()
+
+    def locked(self) -> bool:
+        return self._held
+
+    def yield_to_first(self) -> None:
+        """Called by the holder between two calls: if a caller waits to go first, let it run now."""
+        with self._changed:
+            if not self._first_waiting:
+                return
+        self.release()
+        self.acquire()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 @dataclass(eq=False)
 class LoadedModel:
     """A model the store has loaded (localstt/store.py), as its family's methods receive it."""
@@ -40,8 +102,8 @@ class LoadedModel:
     export_dir: Path
     method: str  # how the weights were read, e.g. "mapped" or "plain" (its family's loader says)
     precision: Precision  # what runs in which dtype (localstt/precision.py)
-    # Held while the model runs: one model never runs two requests at once.
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Held while the model runs: one model never runs two calls at once.
+    lock: ModelLock = field(default_factory=lambda: ModelLock(), repr=False)
     users: int = field(default=0, repr=False)  # store.use() blocks that hold it now
     retired: bool = field(default=False, repr=False)  # dropped from the store; freed once unused
 

@@ -4,7 +4,8 @@ Export: the repo's one top-level `.nemo`, unchanged. Load: read in place (locals
 nemo_archive.py), float32 weights; on a GPU the engine runs it under bfloat16 autocast, or only its
 encoder under float16 where the GPU lacks bfloat16 (localstt/precision.py). Transcribe: one pass over
 the whole recording with word timestamps, full attention when it fits (localstt/memory.py), else
-local attention, and local attention again if full attention runs out of memory anyway.
+local attention, and local attention again if full attention runs out of memory anyway. Live: NeMo's
+buffered streaming pipeline over the same loaded model (localstt/models/parakeet_live.py).
 """
 
 from __future__ import annotations
@@ -21,10 +22,18 @@ from localstt import memory
 from localstt.audio import DecodedAudio, silence
 from localstt.loading.nemo_archive import UNPACKED_PATH_MARGIN, load_nemo, plan_one_nemo
 from localstt.manifest import Manifest
-from localstt.models.capabilities import Progress, SegmentsDone, Transcribed, Transcriber
+from localstt.models.capabilities import (
+    LiveDecoder,
+    Progress,
+    SegmentsDone,
+    Streamer,
+    Transcribed,
+    Transcriber,
+)
 from localstt.models.family import LoadedModel, ModelFamily, register
+from localstt.models.parakeet_live import ParakeetLive
 from localstt.precision import ModelMakeup, Precision, autocast_context, autocast_forward
-from localstt.spec import FamilyOptions, Limit, ModelSpec, setting
+from localstt.spec import FamilyOptions, Limit, LiveSettings, ModelSpec, setting
 from localstt.transcript import Segment, Word
 
 if TYPE_CHECKING:
@@ -62,7 +71,7 @@ class ParakeetOptions(FamilyOptions):
     )
 
 
-class Parakeet(ModelFamily, Transcriber[ParakeetOptions]):
+class Parakeet(ModelFamily, Transcriber[ParakeetOptions], Streamer):
     kind: ClassVar[str] = "nemo-asr"
     runtime_module: ClassVar[str] = "nemo.collections.asr"
     runtime_name: ClassVar[str] = "NeMo"
@@ -111,6 +120,9 @@ class Parakeet(ModelFamily, Transcriber[ParakeetOptions]):
             notes.append(f"{said} in full attention; transcribed again with local attention")
         return _segments(hypothesis, audio), notes
 
+    def live_decoder(self, loaded: LoadedModel, settings: LiveSettings) -> LiveDecoder:
+        return ParakeetLive(loaded, settings)
+
     def first_run(self, loaded: LoadedModel) -> None:
         _run(loaded, silence(1.0), ParakeetOptions(), local=False)
 
@@ -127,8 +139,10 @@ class Parakeet(ModelFamily, Transcriber[ParakeetOptions]):
         results: dict[int, Transcribed] = {}
         alone, groups = batch_groups(loaded, [audio.duration for audio in audios], options)
         for index in alone:
+            loaded.lock.yield_to_first()
             results[index] = self.transcribe(loaded, audios[index], options, progress)
         for group in groups:
+            loaded.lock.yield_to_first()  # a live step waiting for the model goes between two groups
             members = [audios[index] for index in group]
             ran_out: memory.OutOfMemoryKind = ""
             try:

@@ -18,6 +18,7 @@ from localstt import engine
 from localstt.config import AppConfig
 from localstt.errors import ConfigError, LocalSttError
 from localstt.formats import WRITERS
+from localstt.live.service import LiveService
 from localstt.logfile import report_unexpected
 from localstt.models import Progress, Transcriber, family_for
 from localstt.runs.single import transcribe_file
@@ -62,6 +63,8 @@ class TranscriptionApp:
         self.max_queue = max_queue
         # The API's requests (localstt/web/openai_api/) and these jobs take turns on the models here.
         self.gpu_queue = GpuQueue(max_waiting=max_queue)
+        # Live sessions of the page and of the API's /v1/realtime, on the same models.
+        self.live = LiveService(self.store, config.live)
         self._preloader: threading.Thread | None = None
         self.serving = threading.Event()  # set once the server serves the page: the warm-up waits for it
 
@@ -93,14 +96,16 @@ class TranscriptionApp:
         return self._preloader
 
     def close(self) -> None:
-        """Stop the sweeper and remove every output. A preload under way is left to end with its load
-        (a daemon thread: it never holds the process up)."""
+        """Stop the sweeper and the live sessions, and remove every output. A preload under way is left
+        to end with its load (a daemon thread: it never holds the process up)."""
         self.serving.set()
+        self.live.stop()
         self.outputs.stop(remove_all=True)
 
     def status_update(self) -> tuple[str, Any]:
         """The status panel now, and the timer that refreshes it: ticking only while a model loads."""
-        return status_markdown(self.store), gr.Timer(active=self.store.loading() is not None)
+        live = self.live.open_sessions()
+        return status_markdown(self.store, live), gr.Timer(active=self.store.loading() is not None)
 
     def transcribe(
         self,

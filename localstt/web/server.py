@@ -31,7 +31,12 @@ def server_app(app: TranscriptionApp, access: Access | None = None) -> Any:
     access = access or Access(None, None)
     max_upload_bytes = app.store.config.app.max_upload_mb << 20
     api = ApiServer(
-        app.store, app.options, app.gpu_queue, api_key=access.api_key, max_upload_bytes=max_upload_bytes
+        app.store,
+        app.options,
+        app.gpu_queue,
+        api_key=access.api_key,
+        max_upload_bytes=max_upload_bytes,
+        live=app.live,
     )
     demo = build_page(app)
 

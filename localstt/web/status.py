@@ -17,11 +17,14 @@ def load_headline(row: ModelStatus) -> str:
     return ""
 
 
-def status_markdown(store: ModelStore) -> str:
+def status_markdown(store: ModelStore, live_sessions: int = 0) -> str:
+    """Each model's row, a headline for each load under way or done, and the live sessions open."""
     rows = store.status()
     lines = []
     for headline in (line for row in rows if (line := load_headline(row))):
         lines += [f"**{headline}**", ""]  # a paragraph each
+    if live_sessions:
+        lines += [f"**live sessions: {live_sessions}**", ""]
     lines += ["| model | repo @ pinned commit | on disk | state |", "|---|---|---|---|"]
     for row in rows:
         commit = row.revision[:12] or "not pinned yet"

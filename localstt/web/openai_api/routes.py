@@ -22,11 +22,13 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp
+from starlette.websockets import WebSocket
 
 from localstt import engine
 from localstt.errors import AudioError, ConfigError, ExportError, LocalSttError, QueueFull
+from localstt.live.service import LiveService
 from localstt.logfile import report_unexpected
 from localstt.manifest import export_command, read_manifest
 from localstt.options import TranscribeOptions
@@ -42,6 +44,7 @@ from localstt.web.openai_api.fields import (
     upload_name,
 )
 from localstt.web.openai_api.guards import ApiError, KeyCheck, UploadLimit, http_error, unsupported
+from localstt.web.openai_api.realtime import RealtimeConnection
 from localstt.web.openai_api.replies import model_card, sse_event, transcript_reply
 
 RETRY_AFTER_S = 10
@@ -57,6 +60,7 @@ class ApiServer:
     queue: GpuQueue
     api_key: str | None = None
     max_upload_bytes: int = 2048 << 20
+    live: LiveService | None = None  # the app's live sessions, for /realtime
 
     def app(self) -> ASGIApp:
         """The ASGI app to mount at /v1."""
@@ -65,6 +69,7 @@ class ApiServer:
             Route("/audio/translations", self.translations, methods=["POST"]),
             Route("/models", self.list_models, methods=["GET"]),
             Route("/models/{model_id:path}", self.get_model, methods=["GET"]),
+            WebSocketRoute("/realtime", self.realtime),
         ]
         api = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
         return KeyCheck(UploadLimit(api, self.max_upload_bytes), self.api_key)
@@ -96,6 +101,11 @@ class ApiServer:
         except ApiError as error:
             return error.response()
         return JSONResponse(self._model_card(spec))
+
+    async def realtime(self, websocket: WebSocket) -> None:
+        live = self.live or LiveService(self.store, self.store.config.live)
+        await websocket.accept()
+        await RealtimeConnection(websocket, live).run()
 
     # The transcription
 
