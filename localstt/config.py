@@ -42,7 +42,7 @@ class AppOptions:
     preload: tuple[str, ...] = ()
 
 
-# Live steps where "auto": NVIDIA's streaming config for Parakeet-TDT on a GPU (about 2.4 s from a
+# Live steps where "auto": NVIDIA's streaming config for its TDT models on a GPU (about 2.4 s from a
 # word to its final text), and its buffered_rnnt config on the CPU, which cannot keep up with smaller
 # chunks of a full-size model (docs/benchmarks.md, "Live").
 AUTO_LIVE_GPU = (0.8, 9.6, 1.6)

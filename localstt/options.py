@@ -21,7 +21,7 @@ OptionsT = TypeVar("OptionsT", bound=FamilyOptions)
 @dataclass(frozen=True)
 class TranscribeOptions:
     """The options of one transcription: those for every family, and each family's own part
-    (`of(ParakeetOptions)`). A family's part left out is its defaults."""
+    (`of(SomeFamilyOptions)`). A family's part left out is its defaults."""
 
     max_audio_minutes: float = setting(180.0, Limit(0, False, None, False, "a number of minutes above 0"))
     # Many recordings in one run (localstt/runs/batch.py) are taken in batches of at most this much audio.
