@@ -129,9 +129,7 @@ def test_no_family_name_or_kind_is_named_outside_the_families():
     shipped = [family for family in families() if not family.kind.startswith("test-")]
     assert shipped  # the registry's families, not a list written here
 
-    kinds = re.compile(
-        "|".join(rf"(?<![\w-]){re.escape(family.kind)}(?![\w-])" for family in shipped)
-    )
+    kinds = re.compile("|".join(rf"(?<![\w-]){re.escape(family.kind)}(?![\w-])" for family in shipped))
     # A name in any case, also inside a longer name ("Parakeet-TDT", "ParakeetOptions"), but not as
     # the prefix of a setting's key ("parakeet_batch_size" is config.toml's, by design).
     names = re.compile(
