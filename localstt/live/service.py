@@ -29,7 +29,7 @@ from localstt.config import LiveOptions
 from localstt.errors import LiveError
 from localstt.live.session import Listener, LiveSession
 from localstt.logfile import report_unexpected
-from localstt.models import LiveDecoder, LoadedModel, Streamer, families, family_for
+from localstt.models import LiveDecoder, LoadedModel, ModelLock, Streamer, families, family_for
 from localstt.store import ModelStore
 from localstt.transcript import Transcript
 
@@ -189,11 +189,11 @@ class LiveService:
         return False
 
     def _step(self, key: str, sessions: list[LiveSession]) -> None:
-        model = self._model(key)
+        model = self._model(key, sessions)
         chunks = [chunk for session in sessions for chunk in session.chunks(model.decoder.chunk_samples, 1)]
         if not chunks:
             return
-        with self._model_turn(model, sessions):
+        with self._model_turn(model.loaded.lock, sessions):
             updates = model.decoder.step(chunks)
         self.steps += 1
         by_stream = {session.stream_id: session for session in sessions}
@@ -201,9 +201,8 @@ class LiveService:
             by_stream[update.stream_id].apply(update)
 
     @contextlib.contextmanager
-    def _model_turn(self, model: _ModelLive, sessions: list[LiveSession]) -> Iterator[None]:
+    def _model_turn(self, lock: ModelLock, sessions: list[LiveSession]) -> Iterator[None]:
         """The model's lock, ahead of file jobs; sessions hear it when they must wait for it."""
-        lock = model.loaded.lock
         if not lock.acquire_first(timeout=WAIT_REPORT_S):
             for session in sessions:
                 session.status("waiting for a file job to let go of the model")
@@ -215,7 +214,7 @@ class LiveService:
         finally:
             lock.release()
 
-    def _model(self, key: str) -> _ModelLive:
+    def _model(self, key: str, sessions: list[LiveSession]) -> _ModelLive:
         with self._changed:
             model = self._models.get(key)
         if model is not None:
@@ -226,7 +225,7 @@ class LiveService:
             family = loaded.family
             assert isinstance(family, Streamer)
             settings = self.options.settings(loaded.device)
-            with loaded.lock:
+            with self._model_turn(loaded.lock, sessions):
                 decoder = family.live_decoder(loaded, settings)
         except BaseException:
             hold.close()
