@@ -8,6 +8,7 @@ turns are merged with the words (localstt/speakers.py).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 import traceback
@@ -221,6 +222,26 @@ def diarize(audio: DecodedAudio, store: ModelStore, progress: Progress | None = 
         if not isinstance(family, Diarizer):
             raise ConfigError(f"{key} ({family.name}) tells no speakers apart.")
         return family.diarize(loaded, audio, lambda fraction, message: report(0.9, message))
+
+
+def with_speakers(
+    transcript: Transcript, audio: DecodedAudio, store: ModelStore, names: Sequence[str] = ()
+) -> Transcript:
+    """`transcript` (made from `audio` already, e.g. live) with who said each word: config.toml's
+    diarizer runs over `audio` and its turns are merged with the words, as `transcribe` does with
+    `options.speakers`. The errors are `diarize`'s."""
+    turns = diarize(audio, store)
+    segments, turns, count = label_speakers(transcript.segments, turns)
+    notes = [*transcript.notes] + (["no speech was heard by the speaker diarizer"] if count == 0 else [])
+    return dataclasses.replace(
+        transcript,
+        text=" ".join(segment.text for segment in segments).strip(),
+        segments=segments,
+        notes=notes,
+        options={**transcript.options, "speakers": True, "speaker_names": list(names)},
+        speaker_turns=turns,
+        speaker_names=display_names(count, names),
+    )
 
 
 @contextmanager

@@ -134,6 +134,15 @@ class LiveService:
             notes.append(f"ended early: {session.error}")
         return session.transcript(spec.revision, notes)
 
+    def latency_s(self, model_key: str) -> float:
+        """How long after it is spoken a word of `model_key` is final, compute time aside."""
+        model = self._models.get(model_key)
+        if model is not None:
+            return model.decoder.latency_seconds
+        loaded = self.store.loaded(model_key)
+        settings = self.options.settings(loaded.device if loaded else "cpu")
+        return settings.chunk_seconds + settings.right_seconds
+
     def open_sessions(self) -> int:
         with self._changed:
             return len(self._sessions)

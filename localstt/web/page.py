@@ -15,6 +15,7 @@ from gradio.utils import NamedString
 from localstt.formats import WRITERS
 from localstt.models import Answerer, Diarizer, families, family_for
 from localstt.web.app import TranscriptionApp
+from localstt.web.live_tab import build_live_tab
 from localstt.web.status import status_markdown
 
 STATUS_REFRESH_S = 1.0  # how often an open page re-reads the status while a model loads
@@ -66,32 +67,39 @@ def build_page(app: TranscriptionApp) -> gr.Blocks:
     cache_age = max(900, int(app.outputs.keep_s))
     with gr.Blocks(title="Local transcription", delete_cache=(300, cache_age)) as demo:
         gr.Markdown("# Local transcription\nEverything runs on this machine; nothing is uploaded anywhere.")
-        with gr.Row():
-            with gr.Column(scale=1):
-                files = recordings_component(label="Recordings", file_count="multiple", type="filepath")
-                recording = gr.Audio(label="Or record", sources=["microphone"], type="filepath")
-                model_key = gr.Dropdown(keys, value=keys[0] if keys else None, label="Model")
-                formats = gr.CheckboxGroup(
-                    formats_available,
-                    value=[f for f in DEFAULT_FORMATS if f in formats_available],
-                    label="Files to make",
-                )
-                speakers = gr.Checkbox(
-                    value=False, label="Identify speakers", info=_speakers_info(app), elem_id="speakers"
-                )
-                speaker_names = gr.Textbox(
-                    value="",  # a value: API clients may leave the field out
-                    label="Speaker names",
-                    placeholder="Ana, Ben: in the order they first speak (optional)",
-                    elem_id="speaker-names",
-                )
-                run = gr.Button("Transcribe", variant="primary")
-            with gr.Column(scale=2):
-                transcript = gr.Textbox(label="Transcript", lines=12, buttons=["copy"], elem_id="transcript")
-                segments = gr.Dataframe(
-                    headers=SEGMENT_HEADERS, label="Segments", wrap=True, elem_id="segments"
-                )
-                downloads = gr.File(label="Downloads", file_count="multiple", interactive=False)
+        with gr.Tabs():
+            with gr.Tab("Recordings", elem_id="files-tab"), gr.Row():
+                with gr.Column(scale=1):
+                    files = recordings_component(label="Recordings", file_count="multiple", type="filepath")
+                    recording = gr.Audio(label="Or record", sources=["microphone"], type="filepath")
+                    model_key = gr.Dropdown(keys, value=keys[0] if keys else None, label="Model")
+                    formats = gr.CheckboxGroup(
+                        formats_available,
+                        value=[f for f in DEFAULT_FORMATS if f in formats_available],
+                        label="Files to make",
+                    )
+                    speakers = gr.Checkbox(
+                        value=False,
+                        label="Identify speakers",
+                        info=_speakers_info(app),
+                        elem_id="speakers",
+                    )
+                    speaker_names = gr.Textbox(
+                        value="",  # a value: API clients may leave the field out
+                        label="Speaker names",
+                        placeholder="Ana, Ben: in the order they first speak (optional)",
+                        elem_id="speaker-names",
+                    )
+                    run = gr.Button("Transcribe", variant="primary")
+                with gr.Column(scale=2):
+                    transcript = gr.Textbox(
+                        label="Transcript", lines=12, buttons=["copy"], elem_id="transcript"
+                    )
+                    segments = gr.Dataframe(
+                        headers=SEGMENT_HEADERS, label="Segments", wrap=True, elem_id="segments"
+                    )
+                    downloads = gr.File(label="Downloads", file_count="multiple", interactive=False)
+            live_events = build_live_tab(app)
         asking = f" ({', '.join(llm_names)})" if llm_names else ""
         with gr.Accordion(f"Ask the language model about the transcript{asking}", open=False):
             llm_key = gr.Dropdown(llm_keys, value=llm_keys[0] if llm_keys else None, label="Model")
@@ -138,6 +146,8 @@ def build_page(app: TranscriptionApp) -> gr.Blocks:
         quiet: dict[str, Any] = {"queue": False, "show_progress": "hidden"}
         demo.load(app.status_update, None, outputs, api_name="status", api_visibility="undocumented", **quiet)
         refresh.tick(app.status_update, None, outputs, api_visibility="private", **quiet)
+        for event in live_events:  # the live sessions in the status panel
+            event.then(app.status_update, None, outputs, api_visibility="private", **quiet)
         # A job can start a load (the other model): the page polls until it is done.
         run.click(lambda: gr.Timer(active=True), None, refresh, api_visibility="private", **quiet)
     blocks: gr.Blocks = demo.queue(default_concurrency_limit=1, max_size=app.max_queue)  # beyond: refused
