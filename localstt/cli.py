@@ -1,4 +1,5 @@
-"""`transcribe FILE|DIR... [--manifest LIST.jsonl] --model KEY --format srt,txt --out DIR`.
+"""`transcribe FILE|DIR... [--manifest LIST.jsonl] --model KEY --format srt,txt --out DIR`, and
+`transcribe --live -|FILE [--realtime]` (localstt/live/command.py).
 
 A job the user can stop and resume: the recordings are transcribed in batches (localstt/runs/batch.py:
 decoded on threads while the model runs, longest first), and each one's files and its line in
@@ -35,6 +36,7 @@ from localstt.audio import probe_seconds
 from localstt.engine import diarizer_key
 from localstt.errors import ConfigError, LocalSttError
 from localstt.formats import WRITERS
+from localstt.live.command import run_live
 from localstt.logfile import log_to_console
 from localstt.runs.batch import run_job_here
 from localstt.runs.ray import run_job_on_ray
@@ -142,8 +144,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="",
         help="names for the speakers in the order they are first heard (implies --speakers)",
     )
+    parser.add_argument(
+        "--live",
+        metavar="SOURCE",
+        help="transcribe live from SOURCE: - for standard input (raw 16 kHz 16-bit PCM, or WAV/FLAC/Ogg "
+        "as a stream), or a file; each line is printed as it settles",
+    )
+    parser.add_argument("--realtime", action="store_true", help="with --live FILE: play it at real-time pace")
     args = parser.parse_args(argv)
-    log_to_console()
+    log_to_console(info_to_stderr=args.live is not None)  # --live: stdout is the transcript
 
     formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
     unknown = [f for f in formats if f not in WRITERS]
@@ -168,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.live is not None:
+        return _live(args.live, model_key, formats, Path(args.out), store, args.realtime, args.inputs)
     if not args.inputs and not args.manifest:
         print("error: name the recordings: files, folders or --manifest LIST.jsonl.", file=sys.stderr)
         return 2
@@ -222,6 +233,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if loader.is_alive():
         loader.join()  # every file may have failed before using the model: let the load end first
     return status
+
+
+def _live(
+    source: str,
+    model_key: str,
+    formats: list[str],
+    out_dir: Path,
+    store: ModelStore,
+    realtime: bool,
+    others: Sequence[str],
+) -> int:
+    if others:
+        print("error: --live takes one source; name no other recordings.", file=sys.stderr)
+        return 2
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return run_live(source, model_key, formats, out_dir, store, realtime)
+    except LocalSttError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 def run_job(job: Job, store: ModelStore, ray: RaySettings | None = None) -> int:

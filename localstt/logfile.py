@@ -59,11 +59,15 @@ class _LogFileHandler(logging.FileHandler):
 
 
 class _ConsoleHandler(logging.Handler):
-    """INFO to stdout, WARNING and above to stderr: the streams as they are when a line is written
-    (so a test's captured stdout, or a redirected one, gets it)."""
+    """INFO to stdout (or stderr, `info_to_stderr`: stdout carries a command's own output), WARNING and
+    above to stderr: the streams as they are when a line is written (so a test's captured stdout, or a
+    redirected one, gets it)."""
+
+    info_to_stderr = False
 
     def emit(self, record: logging.LogRecord) -> None:
-        stream: TextIO = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+        to_stderr = record.levelno >= logging.WARNING or self.info_to_stderr
+        stream: TextIO = sys.stderr if to_stderr else sys.stdout
         try:
             stream.write(self.format(record) + "\n")
             stream.flush()
@@ -71,10 +75,12 @@ class _ConsoleHandler(logging.Handler):
             pass
 
 
-def log_to_console(level: int = logging.INFO) -> None:
-    """Show the library's messages (`localstt.*` loggers) on the console. Idempotent."""
+def log_to_console(level: int = logging.INFO, info_to_stderr: bool = False) -> None:
+    """Show the library's messages (`localstt.*` loggers) on the console; with `info_to_stderr`, all of
+    them on stderr (a command whose stdout is its output: `transcribe --live`). Idempotent."""
     logger = logging.getLogger(CONSOLE_LOGGER)
     logger.setLevel(level)
+    _ConsoleHandler.info_to_stderr = info_to_stderr
     with _lock:
         if not any(isinstance(handler, _ConsoleHandler) for handler in logger.handlers):
             handler = _ConsoleHandler()
