@@ -206,7 +206,7 @@ def test_a_bad_event_gets_an_error_and_the_session_goes_on(app: RunningApp):
 
 def live_sessions(app: RunningApp) -> int:
     """The live sessions the app has open, as its status panel says."""
-    status = Client(app.url, verbose=False).predict(api_name="/status")[0]
+    status = Client(app.url, verbose=False, analytics_enabled=False).predict(api_name="/status")[0]
     for line in str(status).splitlines():
         if line.startswith("**live sessions:"):
             return int(line.removeprefix("**live sessions:").strip(" *"))
@@ -226,3 +226,34 @@ def test_a_client_that_goes_away_frees_its_session(app: RunningApp):
         if time.monotonic() > deadline:
             pytest.fail(f"{open_now} live session(s) still open {EVENT_WAIT_S} s after the client left")
         time.sleep(0.2)
+
+
+def test_server_turn_detection_completes_each_turn_as_it_ends(app: RunningApp):
+    """OpenAI's default turn detection: a turn ends when NeMo's endpointing sees a pause; each turn is
+    its own item, committed and completed, and the last one when the audio is committed."""
+    offline = (
+        client(app).audio.transcriptions.create(file=PHRASE_DIALOGUE_WAV.open("rb"), model="parakeet").text
+    )
+    with client(app).realtime.connect(extra_query={"intent": "transcription"}) as connection:
+        events = Events(connection)
+        connection.session.update(session=transcription_session(turn_detection={"type": "server_vad"}))  # type: ignore[arg-type]
+        assert events.next("session.updated").session.audio.input.turn_detection.type == "server_vad"
+        append_all(connection, pcm16_24k(PHRASE_DIALOGUE_WAV))
+        first = events.next("conversation.item.input_audio_transcription.completed")  # before any commit
+        connection.input_audio_buffer.commit()
+        events.next("input_audio_buffer.committed")
+        last = events.next("conversation.item.input_audio_transcription.completed")
+        while (
+            " ".join(
+                e.transcript
+                for e in events.seen
+                if e.type == "conversation.item.input_audio_transcription.completed"
+            )
+            != offline
+        ):
+            events.next("conversation.item.input_audio_transcription.completed")
+    completed = [e for e in events.seen if e.type == "conversation.item.input_audio_transcription.completed"]
+    committed = [e for e in events.seen if e.type == "input_audio_buffer.committed"]
+    assert len(completed) >= 2 and first.item_id != last.item_id
+    assert [e.item_id for e in completed] == [e.item_id for e in committed]  # one item per turn
+    assert " ".join(e.transcript for e in completed) == offline

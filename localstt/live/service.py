@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -58,6 +60,8 @@ class LiveService:
         self._stopping = False
         self._worker: threading.Thread | None = None
         self.steps = 0  # model calls made so far (the tests count them)
+        # (streams, seconds) of the latest steps: what a step costs (benchmarks/live.py reads it)
+        self.step_log: deque[tuple[int, float]] = deque(maxlen=10_000)
 
     # Sessions
 
@@ -203,7 +207,9 @@ class LiveService:
         if not chunks:
             return
         with self._model_turn(model.loaded.lock, sessions):
+            started = time.perf_counter()
             updates = model.decoder.step(chunks)
+            self.step_log.append((len(chunks), time.perf_counter() - started))
         self.steps += 1
         by_stream = {session.stream_id: session for session in sessions}
         for update in updates:

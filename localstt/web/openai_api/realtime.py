@@ -287,11 +287,25 @@ class RealtimeConnection:
         self.resampler = soxr.ResampleStream(INPUT_RATE, 16000, 1, "float32", "HQ")
         if len(tail):
             self.live.feed(item.session, tail)
-        await self.send(
-            server_event("input_audio_buffer.committed", item_id=item.id, previous_item_id=item.previous)
-        )
+        if not self.server_vad:
+            committed = server_event(
+                "input_audio_buffer.committed", item_id=item.id, previous_item_id=item.previous
+            )
+            await self.send(committed)
+            transcript = await run_in_threadpool(self.live.close, item.session)
+            await self.send(self._completed(item.id, transcript.text, transcript.duration))
+            return
+        # With turn detection the flush ends the last turn, which its final text commits and completes
+        # (`_on_live_event`); a commit that brings no more text is acknowledged with an empty item.
+        turn = item.id
         transcript = await run_in_threadpool(self.live.close, item.session)
-        await self._complete(item, transcript.text, transcript.duration)
+        await asyncio.sleep(0)  # the flushed turn's events, queued from the worker, go first
+        if item.id == turn:
+            committed = server_event(
+                "input_audio_buffer.committed", item_id=item.id, previous_item_id=item.previous
+            )
+            await self.send(committed)
+            await self.send(self._completed(item.id, "", transcript.duration))
 
     async def clear(self) -> None:
         if self.item is not None:
@@ -357,12 +371,9 @@ class RealtimeConnection:
                 server_event("localstt.live.status", behind_s=round(event.behind_s, 2), waiting=event.waiting)
             )
 
-    async def _complete(self, item: _Item, text: str, seconds: float) -> None:
-        if self.server_vad and not item.sent_final:
-            return  # every turn of it was completed as it ended
-        await self.send(
-            self._completed(item.id, " ".join(item.sent_final) if self.server_vad else text, seconds)
-        )
+    @staticmethod
+    def _committed(item: _Item) -> dict[str, Any]:
+        return server_event("input_audio_buffer.committed", item_id=item.id, previous_item_id=item.previous)
 
     @staticmethod
     def _completed(item_id: str, text: str, seconds: float) -> dict[str, Any]:
