@@ -15,7 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from testkit import overlap
 from testkit.store_env import REPO_ROOT
+
+SPY_FILE = "overlap.json"  # in the app's workdir: what the spy on the model counted
 
 
 @dataclass
@@ -44,6 +47,11 @@ class RunningApp:
                 fields[name] = int(value.split()[0])
         return fields
 
+    def model_runs(self) -> overlap.Overlap:
+        """The model's forward passes so far and the most that ran at once, for an app started with
+        `spy_on_model` (all zero otherwise)."""
+        return overlap.read(self.log.parent / SPY_FILE)
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -58,17 +66,24 @@ def start_app(
     config: Path | None = None,
     runner: Path | None = None,
     env: dict[str, str | None] | None = None,
+    spy_on_model: bool = False,
 ) -> RunningApp:
     """Start transcribe_ui.py for `project` (its config.toml unless `config`); returns at once.
 
     `runner`: a Python script that runs the app (e.g. to watch its sockets); `env`: variables to
-    set, or to remove with None.
+    set, or to remove with None. `spy_on_model`: the app runs with testkit/overlap.py's spy (a
+    `runner` of the caller's then calls `overlap.install()` before it runs the app).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "tmp").mkdir(exist_ok=True)
     port = free_port()
     log = workdir / "server.log"
     environment = project.env(GRADIO_TEMP_DIR=str(workdir / "gradio"), TMPDIR=str(workdir / "tmp"))
+    if spy_on_model:
+        environment.update(overlap.app_env(workdir / SPY_FILE))
+        if runner is None:
+            runner = workdir / "spied_runner.py"
+            runner.write_text(overlap.RUNNER, encoding="utf-8")
     for name, value in (env or {}).items():
         if value is None:
             environment.pop(name, None)

@@ -24,6 +24,7 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -87,7 +88,8 @@ class Fault:
     (401 unless ``Authorization: Bearer <token>``; never applied to ``/_lfs/`` blobs, which act like
     signed CDN URLs). Body faults (only on GET responses with a non-empty 2xx body):
     ``drop_after_bytes`` (send headers + N bytes, then close the socket), ``stall_seconds`` (send
-    ``stall_after_bytes`` bytes, sleep, send the rest) and ``corrupt_same_size`` (invert every byte).
+    ``stall_after_bytes`` bytes, sleep, send the rest; ``release()`` ends every stall of this fault at
+    once, the ones to come included) and ``corrupt_same_size`` (invert every byte).
     ``fired`` counts how often the fault was applied.
     """
 
@@ -102,15 +104,22 @@ class Fault:
     stall_after_bytes: int = 0
     corrupt_same_size: bool = False
     fired: int = 0
+    released: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     @property
     def is_body_fault(self) -> bool:
         return self.status is None and self.require_token is None
 
+    def release(self) -> None:
+        """End this fault's stalls now, and make its later stalls end at once."""
+        self.released.set()
+
 
 @dataclass
 class RequestRecord:
-    """One served request. ``body_bytes``: response body bytes written to the socket."""
+    """One served request. ``body_bytes``: response body bytes written to the socket (what was
+    planned, until a client that went away says otherwise); ``sent``: the body bytes written so far,
+    updated while the body is being written (a stalled body shows the bytes before its stall)."""
 
     method: str
     path: str  # URL path, still percent-encoded
@@ -119,6 +128,7 @@ class RequestRecord:
     body_bytes: int
     headers: dict[str, str]  # request headers, lower-cased names
     cdn: bool  # served by the LFS blob listener
+    sent: int = 0
 
 
 class _HttpError(Exception):
@@ -228,7 +238,10 @@ class HubServer:
         return fault
 
     def clear_faults(self) -> None:
+        """Forget every fault; stalls still in progress end now (a killed client's among them)."""
         with self._lock:
+            for fault in self.faults:
+                fault.release()
             self.faults.clear()
 
     def _take_fault(self, method: str, path: str, auth: str | None, *, body: bool) -> Fault | None:
@@ -259,6 +272,13 @@ class HubServer:
         """Logged requests with this method and/or a path containing ``path_contains``."""
         match = [r for r in self.requests if method in (None, r.method) and (path_contains or "") in r.path]
         return len(match)
+
+    def served(self, path_contains: str, at_least: int) -> bool:
+        """Whether one GET of a path containing `path_contains` has written `at_least` body bytes
+        so far (a stalled body counts the bytes before its stall)."""
+        return any(
+            r.method == "GET" and path_contains in r.path and r.sent >= at_least for r in self.requests
+        )
 
     @property
     def bytes_sent(self) -> int:
@@ -433,15 +453,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             if method != "HEAD":
-                self._write_body(payload, body_fault)
+                self._write_body(payload, body_fault, record)
         except OSError:  # client went away (e.g. after its read timeout): log what was written
             self.close_connection = True
             record.body_bytes = self._sent
 
     do_HEAD = do_POST = do_GET
 
-    def _write_body(self, payload: bytes, fault: Fault | None) -> None:
-        """Write the body, applying a body fault; ``self._sent`` tracks bytes written."""
+    def _write_body(self, payload: bytes, fault: Fault | None, record: RequestRecord) -> None:
+        """Write the body, applying a body fault; ``self._sent`` and ``record.sent`` track bytes written."""
         end, pause = len(payload), 0
         if fault is not None:
             if fault.corrupt_same_size:
@@ -451,13 +471,22 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.stall_seconds:
                 pause = min(fault.stall_after_bytes, end)
                 self.wfile.write(payload[:pause])
-                self._sent = pause
-                self.hub._stopping.wait(fault.stall_seconds)
+                self._sent = record.sent = pause
+                self._stall(fault)
         self.wfile.write(payload[pause:end])
-        self._sent = end
+        self._sent = record.sent = end
         if end < len(payload):  # drop: the client sees EOF before Content-Length bytes
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _stall(self, fault: Fault) -> None:
+        """Wait `fault.stall_seconds`, or less: until the fault is released or the hub stops."""
+        deadline = time.monotonic() + fault.stall_seconds
+        while not (fault.released.is_set() or self.hub._stopping.is_set()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            fault.released.wait(min(left, 0.05))
 
 
 @contextmanager

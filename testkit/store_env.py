@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
 
 from testkit.hubserver import HubServer
 from testkit.tiny_models import (
@@ -24,8 +33,99 @@ NEMO_NAME = "parakeet-tdt-0.6b-v2.nemo"
 SORTFORMER_NEMO_NAME = "diar_streaming_sortformer_4spk-v2.nemo"
 
 
+T = TypeVar("T")
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def wait_for(
+    what: str,
+    ready: Callable[[], T],
+    *,
+    timeout: float = 300,
+    seen: Callable[[], object] | None = None,
+    process: subprocess.Popen[Any] | None = None,
+) -> T:
+    """Poll `ready` until it returns something true, and return that. The ceiling is generous and
+    fails the test loudly, naming `what` and, from `seen`, what there was instead; so does the end
+    of `process` (the one that was to make it happen) before it."""
+    deadline = time.monotonic() + timeout
+    while not (value := ready()):
+        ended = process is not None and process.poll() is not None
+        if ended or time.monotonic() > deadline:
+            import pytest  # here: the benchmarks use this module without pytest
+
+            why = f"not within {timeout:g} s"
+            if ended and process is not None:
+                why = f"the process ended first (exit status {process.returncode})"
+            pytest.fail(f"{what}: {why}; seen: {seen() if seen else value!r}")
+        time.sleep(0.02)
+    return value
+
+
+def kill_tree(
+    root: subprocess.Popen[Any], also: Iterable[psutil.Process] = (), timeout: float = 60
+) -> list[psutil.Process]:
+    """SIGKILL `root`, every descendant it has and the processes `also` (e.g. daemons seen in its tree
+    that have left it since), children first, and wait for them. Returns those still running.
+
+    Processes are psutil's, which know a reused pid: nothing but the tree's own is ever signalled."""
+    processes: dict[int, psutil.Process] = {}
+    for process in [*also, *_alive_tree(root.pid)]:
+        if process_alive(process):
+            processes.setdefault(process.pid, process)
+            for child in _children(process):
+                processes.setdefault(child.pid, child)
+    for process in reversed(list(processes.values())):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGKILL)
+    if root.poll() is None:
+        root.kill()
+    root.wait(timeout=timeout)
+    _, alive = psutil.wait_procs(list(processes.values()), timeout=timeout)
+    return [p for p in alive if process_alive(p)]
+
+
+def _alive_tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return []
+    return [root, *_children(root)]
+
+
+def _children(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return process.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def process_alive(process: psutil.Process) -> bool:
+    """Whether `process` still runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@contextlib.contextmanager
+def console_as_an_entry_point() -> Iterator[None]:
+    """The package's messages on the console (stdout, warnings on stderr) as the entry points show
+    them (localstt.logfile.log_to_console), in this process for the block only."""
+    from localstt.logfile import CONSOLE_LOGGER, log_to_console
+
+    logger = logging.getLogger(CONSOLE_LOGGER)
+    handlers, level = list(logger.handlers), logger.level
+    log_to_console()
+    try:
+        yield
+    finally:
+        for handler in [h for h in logger.handlers if h not in handlers]:
+            logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def read_folder(folder: Path) -> dict[str, bytes]:
@@ -67,7 +167,7 @@ class Project:
         env.update(
             HF_ENDPOINT=self.hub.endpoint,
             HF_HOME=str(self.root / "hf-home"),
-            HF_HUB_DISABLE_TELEMETRY="1",
+            # No HF_HUB_DISABLE_TELEMETRY: the scripts must turn telemetry off themselves.
             HF_HUB_DOWNLOAD_TIMEOUT="5",
             # after these, the caller's own (a site folder of packages the machine lacks, for one)
             PYTHONPATH=os.pathsep.join([str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
@@ -84,8 +184,11 @@ class Project:
             self.export_cmd(*args), capture_output=True, text=True, timeout=timeout, env=self.env(**env)
         )
 
-    def run_offline(self, script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """Run a Python snippet with every internet socket blocked; attempts go to blocked.log."""
+    def run_offline(
+        self, script: str, *args: str, timeout: float = 300, config: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a Python snippet with every internet socket blocked; attempts go to blocked.log.
+        $LOCALSTT_CONFIG is the project's config.toml, or `config`."""
         path = self.root / "snippet.py"
         path.write_text(script, encoding="utf-8")
         log = self.root / "blocked.log"
@@ -95,13 +198,27 @@ class Project:
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=self.env(OFFLINE_ATTEMPTS_FILE=str(log), LOCALSTT_CONFIG=str(self.config)),
+            env=self.env(OFFLINE_ATTEMPTS_FILE=str(log), LOCALSTT_CONFIG=str(config or self.config)),
             cwd=self.root,
         )
 
     def blocked_attempts(self) -> list[str]:
         log = self.root / "blocked.log"
         return log.read_text().splitlines() if log.exists() else []
+
+
+def config_on(project: Project, device: str, *, in_place: bool = False) -> Path:
+    """A copy of the project's config.toml beside it (the same local_models/) whose [runtime] says
+    `device = "<device>"`: a test that means "on the CPU" says so, whatever the machine has.
+    `in_place`: config.toml itself says so from now on."""
+    text, changed = re.subn(
+        r'(?m)^device = "\w*"$', f'device = "{device}"', project.config.read_text(encoding="utf-8"), count=1
+    )
+    assert changed == 1, "config.toml has no `device = ...` line in [runtime]"
+    path = project.config if in_place else project.root / f"config-{device}.toml"
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+    return path
 
 
 def publish_crafted_export(project: Project, archive: bytes, revision: str) -> None:

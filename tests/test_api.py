@@ -32,17 +32,21 @@ from localstt.store import ModelStore
 from localstt.web.gpu_queue import GpuQueue
 from localstt.web.openai_api import ApiServer
 from testkit.app import RunningApp, launch_app
-from testkit.store_env import REPO_ROOT, Project
+from testkit.store_env import REPO_ROOT, Project, config_on
 from testkit.tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
 KEY = "test-key-7d1f"
-# Runs the app with every socket off loopback refused, and each attempt written down.
+SLOW = pytest.mark.slow  # the real app in its own process
+
+# Runs the app with every socket off loopback refused, and each attempt written down; and with the
+# spy on the model (testkit/overlap.py).
 BLOCKED_RUNNER = textwrap.dedent(
     """
     import runpy, sys
-    from testkit import offline
+    from testkit import offline, overlap
     offline.block_network(allow_loopback=True)
+    overlap.install()
     sys.argv = sys.argv[1:]
     runpy.run_path(sys.argv[0], run_name="__main__")
     """
@@ -56,7 +60,17 @@ def app(exported_project: Project, tmp_path_factory: pytest.TempPathFactory) -> 
     runner.write_text(BLOCKED_RUNNER)
     attempts = workdir / "network-attempts.log"
     env = {"OFFLINE_ATTEMPTS_FILE": str(attempts)}
-    with launch_app(exported_project, workdir / "app", "--api-key", KEY, runner=runner, env=env) as running:
+    config = config_on(exported_project, "cpu")
+    with launch_app(
+        exported_project,
+        workdir / "app",
+        "--api-key",
+        KEY,
+        config=config,
+        runner=runner,
+        env=env,
+        spy_on_model=True,
+    ) as running:
         yield running
         assert running.process.poll() is None, running.log.read_text()
     assert not attempts.exists(), attempts.read_text()  # nothing tried to leave the machine
@@ -88,6 +102,7 @@ def transcribe(client: OpenAI, path: Path = PHRASE_WAV, **fields: object) -> obj
         return client.audio.transcriptions.create(file=audio, **{"model": "parakeet", **fields})  # type: ignore[call-overload]
 
 
+@SLOW
 def test_json_is_the_exact_phrase(client: OpenAI):
     result = transcribe(client)
     assert isinstance(result, openai.types.audio.Transcription)
@@ -97,6 +112,7 @@ def test_json_is_the_exact_phrase(client: OpenAI):
     )
 
 
+@SLOW
 def test_text_srt_and_vtt_are_plain_strings_that_parse(client: OpenAI):
     assert transcribe(client, response_format="text") == PHRASE + "\n"
     cues = list(srt.parse(transcribe(client, response_format="srt")))  # type: ignore[arg-type]
@@ -106,6 +122,7 @@ def test_text_srt_and_vtt_are_plain_strings_that_parse(client: OpenAI):
     assert " ".join(caption.text.replace("\n", " ") for caption in captions) == PHRASE
 
 
+@SLOW
 @pytest.mark.parametrize(
     "granularities", [[], ["word"], ["segment"], ["word", "segment"]], ids=["none", "word", "segment", "both"]
 )
@@ -135,6 +152,7 @@ def test_verbose_json_with_each_granularity(client: OpenAI, twice: Path, granula
         assert result.words is None
 
 
+@SLOW
 def test_word_timestamps_need_verbose_json(client: OpenAI):
     with pytest.raises(openai.BadRequestError) as caught:
         transcribe(client, response_format="json", timestamp_granularities=["word"])
@@ -142,6 +160,7 @@ def test_word_timestamps_need_verbose_json(client: OpenAI):
     assert caught.value.param == "timestamp_granularities"  # type: ignore[attr-defined]
 
 
+@SLOW
 def test_streaming_deltas_join_to_the_text(client: OpenAI, twice: Path):
     with twice.open("rb") as audio:
         events = list(client.audio.transcriptions.create(file=audio, model="parakeet", stream=True))
@@ -152,6 +171,7 @@ def test_streaming_deltas_join_to_the_text(client: OpenAI, twice: Path):
     assert len(done) == 1 and done[0].text == f"{PHRASE} {PHRASE}" and events[-1] is done[0]
 
 
+@SLOW
 def test_canary_qwen_gives_windows_and_no_words(client: OpenAI):
     result = transcribe(client, model="canary-qwen", response_format="verbose_json")
     assert isinstance(result, openai.types.audio.TranscriptionVerbose)
@@ -169,10 +189,12 @@ def test_canary_qwen_gives_windows_and_no_words(client: OpenAI):
     assert "canary-qwen gives no word timestamps" in said(caught.value)
 
 
+@SLOW
 def test_the_repo_name_is_a_model_id_too(client: OpenAI):
     assert transcribe(client, model="nvidia/parakeet-tdt-0.6b-v2").text == PHRASE  # type: ignore[attr-defined]
 
 
+@SLOW
 def test_models_are_listed_with_their_pins(client: OpenAI, exported_project: Project):
     pins = dict(
         re.findall(
@@ -192,6 +214,7 @@ def test_models_are_listed_with_their_pins(client: OpenAI, exported_project: Pro
         client.models.retrieve("whisper-1")
 
 
+@SLOW
 def test_refusals_are_openai_errors_and_the_server_keeps_serving(
     client: OpenAI, app: RunningApp, tmp_path: Path
 ):
@@ -236,6 +259,7 @@ def test_refusals_are_openai_errors_and_the_server_keeps_serving(
     assert app.process.poll() is None
 
 
+@SLOW
 def test_diarized_json_in_openais_shape(client: OpenAI):
     truth = json.loads(PHRASE_DIALOGUE_JSON.read_text(encoding="utf-8"))
     result = transcribe(client, PHRASE_DIALOGUE_WAV, response_format="diarized_json")
@@ -264,6 +288,7 @@ def test_diarized_json_in_openais_shape(client: OpenAI):
     assert streamed.value.param == "stream"  # type: ignore[attr-defined]
 
 
+@SLOW
 def test_the_key_is_required(app: RunningApp):
     with pytest.raises(openai.AuthenticationError) as wrong:
         transcribe(OpenAI(base_url=f"{app.url}v1", api_key="not-the-key", max_retries=0))
@@ -275,6 +300,7 @@ def test_the_key_is_required(app: RunningApp):
     assert httpx.get(app.url, timeout=30).status_code == 200  # the page needs no API key
 
 
+@SLOW
 def test_a_ui_job_and_two_api_requests_at_once(client: OpenAI, app: RunningApp, twice: Path):
     def ui_job() -> str:
         ui = Client(app.url, verbose=False)
@@ -282,6 +308,7 @@ def test_a_ui_job_and_two_api_requests_at_once(client: OpenAI, app: RunningApp, 
             ui.predict([handle_file(str(twice))], None, "parakeet", ["txt"], api_name="/transcribe")[0]
         )
 
+    before = app.model_runs()
     with ThreadPoolExecutor(3) as pool:
         page = pool.submit(ui_job)
         one = pool.submit(transcribe, client, PHRASE_WAV, response_format="text")
@@ -289,6 +316,9 @@ def test_a_ui_job_and_two_api_requests_at_once(client: OpenAI, app: RunningApp, 
         assert page.result(timeout=300) == f"{PHRASE} {PHRASE}"
         assert one.result(timeout=300) == PHRASE + "\n"
         assert two.result(timeout=300) == f"{PHRASE} {PHRASE}\n"
+    runs = app.model_runs()
+    assert runs.calls - before.calls >= 3, (before, runs)  # the three ran the model...
+    assert runs.most_at_once == 1, runs  # ...one after the other (GpuQueue, the model's lock)
     assert app.audio_left_behind() == []
     assert list(app.tmp_dir.rglob("localstt-api-*")) == []  # each upload went with its request
 
@@ -305,6 +335,31 @@ def in_process_client(store: ModelStore, **settings: object) -> tuple[OpenAI, Ap
     api = ApiServer(store, store.config.transcription, GpuQueue(max_waiting=16), **settings)  # type: ignore[arg-type]
     http = TestClient(Starlette(routes=[Mount("/v1", api.app())]), base_url="http://127.0.0.1/v1/")
     return OpenAI(base_url="http://127.0.0.1/v1", api_key=KEY, http_client=http, max_retries=0), api
+
+
+def test_every_response_format_in_process(model_store: ModelStore, twice: Path):
+    """The fast tier's pass over each format (the real app's tests above check each in depth)."""
+    client, _ = in_process_client(model_store)
+    assert transcribe(client, response_format="text") == PHRASE + "\n"
+    cues = list(srt.parse(transcribe(client, response_format="srt")))  # type: ignore[arg-type]
+    assert " ".join(cue.content.replace("\n", " ") for cue in cues) == PHRASE
+    captions = webvtt.from_buffer(io.StringIO(transcribe(client, response_format="vtt")))  # type: ignore[arg-type]
+    assert " ".join(caption.text.replace("\n", " ") for caption in captions) == PHRASE
+    verbose = transcribe(
+        client, twice, response_format="verbose_json", timestamp_granularities=["word", "segment"]
+    )
+    assert verbose.text == f"{PHRASE} {PHRASE}"  # type: ignore[attr-defined]
+    assert " ".join(w.word for w in verbose.words) == verbose.text  # type: ignore[attr-defined]
+    assert " ".join(s.text for s in verbose.segments) == verbose.text  # type: ignore[attr-defined]
+    truth = json.loads(PHRASE_DIALOGUE_JSON.read_text(encoding="utf-8"))
+    diarized = transcribe(client, PHRASE_DIALOGUE_WAV, response_format="diarized_json")
+    assert [(s.speaker, s.text) for s in diarized.segments] == [  # type: ignore[attr-defined]
+        ("AB"[t["speaker"]], t["text"]) for t in truth
+    ]
+    with PHRASE_WAV.open("rb") as audio:
+        events = list(client.audio.transcriptions.create(file=audio, model="parakeet", stream=True))
+    assert "".join(e.delta for e in events if e.type == "transcript.text.delta") == PHRASE
+    assert events[-1].type == "transcript.text.done" and events[-1].text == PHRASE
 
 
 def test_a_full_queue_is_503_with_retry_after(model_store: ModelStore):
@@ -362,6 +417,7 @@ def test_a_model_not_exported_is_503_naming_the_export_command(exported_project:
     assert card["exported"] is False and card["export_command"] == export_command("parakeet", config)
 
 
+@SLOW
 def test_serving_elsewhere_needs_an_api_key_too(exported_project: Project):
     command = [sys.executable, str(REPO_ROOT / "transcribe_ui.py"), "--config", str(exported_project.config)]
     command += ["--host", "0.0.0.0", "--auth", "alice:pw", "--port", "9"]

@@ -1,4 +1,8 @@
-"""The real web app, launched on 127.0.0.1 and used over HTTP (gradio_client) and in headless Chromium."""
+"""The real web app, launched on 127.0.0.1 and used over HTTP (gradio_client) and in headless Chromium.
+
+The app runs with a spy on the model (testkit/overlap.py) that counts the forward passes and how many
+ran at once.
+"""
 
 from __future__ import annotations
 
@@ -19,17 +23,22 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from testkit.app import RunningApp, launch_app
-from testkit.store_env import REPO_ROOT, Project
+from testkit.store_env import REPO_ROOT, Project, config_on
 from testkit.tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
+pytestmark = pytest.mark.slow  # an app process, and Chromium
+
 
 @pytest.fixture(scope="module")
 def app(exported_project: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    with launch_app(exported_project, tmp_path_factory.mktemp("app")) as running:
+    config = config_on(exported_project, "cpu")  # these tests mean the CPU ("loaded on cpu")
+    with launch_app(
+        exported_project, tmp_path_factory.mktemp("app"), config=config, spy_on_model=True
+    ) as running:
         yield running
 
 
@@ -46,7 +55,7 @@ def test_upload_transcribe_and_download_srt(app: RunningApp):
     srt_path = next(Path(d) for d in downloads if str(d).endswith(".srt"))
     cues = list(srt.parse(srt_path.read_text(encoding="utf-8")))
     assert " ".join(c.content.replace("\n", " ") for c in cues) == PHRASE
-    assert "loaded on cpu" in status
+    assert "loaded on cpu" in status  # its config.toml says device = "cpu"
     assert app.audio_left_behind() == []  # the upload was deleted when the job ended
 
 
@@ -54,11 +63,15 @@ def test_two_clients_at_once_get_their_own_results(app: RunningApp, tmp_path: Pa
     speech, rate = sf.read(PHRASE_WAV, dtype="float32")
     twice = tmp_path / "twice.wav"
     sf.write(twice, np.concatenate([speech, np.zeros(rate, dtype=np.float32), speech]), rate)
+    before = app.model_runs()
     with ThreadPoolExecutor(2) as pool:
         one = pool.submit(transcribe_over_http, app, PHRASE_WAV, ["txt"])
         two = pool.submit(transcribe_over_http, app, twice, ["txt"])
         assert one.result(timeout=300)[0] == PHRASE
         assert two.result(timeout=300)[0] == f"{PHRASE} {PHRASE}"
+    runs = app.model_runs()
+    assert runs.calls - before.calls >= 2, (before, runs)  # both jobs ran the model...
+    assert runs.most_at_once == 1, runs  # ...one after the other (the page's "gpu" queue, GpuQueue)
 
 
 def test_bad_upload_gets_a_clear_message_and_the_app_keeps_serving(app: RunningApp, tmp_path: Path):
@@ -101,7 +114,7 @@ def test_in_a_real_browser(app: RunningApp):
         expect(cells).to_have_text(
             ["phrase.wav", "0:00.000", re.compile(r"0:0\d\.\d{3}"), PHRASE], timeout=30_000
         )
-        expect(page.get_by_text("loaded on cpu")).to_be_visible()
+        expect(page.get_by_text("loaded on cpu")).to_be_visible()  # the config says device = "cpu"
         page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
         browser.close()
     assert (ARTIFACTS / "app.png").stat().st_size > 10_000

@@ -12,10 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 CONTENDERS = {"load_model", "from_pretrained", "restore_from", "floor", "load_model_plain"}
 
 
+@pytest.mark.slow  # the benchmark's own run, at toy sizes
 def test_quick_benchmark_writes_complete_results(tmp_path: Path):
     results_path, doc_path = tmp_path / "results.json", tmp_path / "benchmarks.md"
     doc_path.write_text("# Old report\n\n## Soak\n\nFigures from the soak test.\n")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import srt
 
 from testkit.store_env import REPO_ROOT, Project
@@ -78,6 +79,7 @@ def test_unknown_format_and_unexported_model_are_one_line(exported_project: Proj
     assert "Unknown model 'whisper'" in unknown_model.stderr and "Traceback" not in unknown_model.stderr
 
 
+@pytest.mark.slow
 def test_transcription_settings_come_from_config_toml(exported_project: Project, tmp_path):
     """[transcription] in config.toml reaches the engine: full attention turned off there makes the
     tiny Parakeet run in local attention, and the JSON transcript records why."""

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
 
 from testkit.hubserver import HubServer
 from testkit.namespaces import require_user_namespace
-from testkit.store_env import NEMO_NAME, Project, read_folder, sha256
+from testkit.store_env import NEMO_NAME, Project, read_folder, sha256, wait_for
 from testkit.tiny_models import CANARY_REPO_ID, PARAKEET_REPO_ID, QWEN_REPO_ID
 
 
@@ -81,6 +84,14 @@ def test_first_export_pins_main_and_downloads_each_file_once(project: Project, t
 
 def test_second_export_makes_zero_requests(project: Project):
     assert project.export().returncode == 0
+    # Project.env leaves the hub client's telemetry on: export_models.py turns it off itself, so the
+    # export asks only for the repos (no agent-harness registry) and names no library versions.
+    repo_routes = [
+        r.path.startswith(("/api/models/", "/_lfs/")) or "/resolve/" in r.path for r in project.hub.requests
+    ]
+    assert all(repo_routes), [r.path for r in project.hub.requests]
+    agents = {r.headers.get("user-agent", "") for r in project.hub.requests}
+    assert not any("torch/" in agent for agent in agents), agents
     project.hub.clear_log()
     result = project.export()
     assert result.returncode == 0, result.stderr
@@ -167,18 +178,37 @@ def test_verify_reports_same_size_corruption_and_repair_fixes_only_that_file(
     assert project.export("--verify").returncode == 0
 
 
+def requests_seen(hub: HubServer) -> Callable[[], list[tuple[str, str, int, int]]]:
+    return lambda: [(r.method, r.path, r.status, r.sent) for r in hub.requests]
+
+
+@contextmanager
+def started(command: list[str], **options: Any) -> Iterator[subprocess.Popen[str]]:
+    """The command running for the block; killed and reaped after it, whatever happened."""
+    process = subprocess.Popen(command, **options)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=60)
+
+
 def test_download_killed_halfway_is_finished_by_a_rerun(project: Project, tiny_repo_files):
     nemo = tiny_repo_files["parakeet"][NEMO_NAME]
-    project.hub.inject(path_contains=sha256(nemo), stall_after_bytes=len(nemo) // 2, stall_seconds=60)
-    process = subprocess.Popen(
-        project.export_cmd("parakeet"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=project.env()
-    )
-    deadline = time.monotonic() + 60
-    while not any(sha256(nemo) in r.path for r in project.hub.requests) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    # Every GET of the file stalls halfway, so a retry cannot finish the download before the kill.
+    half = len(nemo) // 2
+    project.hub.inject(path_contains=sha256(nemo), stall_after_bytes=half, stall_seconds=600, times=None)
+    command = project.export_cmd("parakeet")
+    with started(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=project.env()) as process:
+        wait_for(
+            "half the file served",
+            partial(project.hub.served, sha256(nemo), half),
+            seen=requests_seen(project.hub),
+            process=process,
+        )
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
     assert not (project.models_dir / "parakeet" / "manifest.json").exists()
 
     project.hub.clear_faults()
@@ -199,19 +229,22 @@ def test_ctrl_c_says_how_to_continue(project: Project, tiny_repo_files):
     nemo = tiny_repo_files["parakeet"][NEMO_NAME]
     # Every body stalls for an hour, so the export can only end by being interrupted.
     project.hub.inject(path_contains=sha256(nemo), stall_after_bytes=1000, stall_seconds=3600, times=None)
-    process = subprocess.Popen(
+    with started(
         project.export_cmd("parakeet"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=project.env(),
         text=True,
         preexec_fn=_as_in_a_terminal,
-    )
-    deadline = time.monotonic() + 60
-    while not any(sha256(nemo) in r.path for r in project.hub.requests) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
+    ) as process:
+        wait_for(
+            "the download started",
+            partial(project.hub.served, sha256(nemo), 1000),
+            seen=requests_seen(project.hub),
+            process=process,
+        )
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, (stdout[-2000:], stderr[-2000:])
     assert "rerun the same command to continue" in stdout
     assert "Traceback" not in stderr
@@ -219,11 +252,13 @@ def test_ctrl_c_says_how_to_continue(project: Project, tiny_repo_files):
 
 
 def test_two_exports_at_once_share_the_work(project: Project, tiny_repo_files):
-    processes = [
-        subprocess.Popen(project.export_cmd("parakeet"), stdout=subprocess.PIPE, text=True, env=project.env())
-        for _ in range(2)
-    ]
-    outputs = [p.communicate(timeout=120)[0] for p in processes]
+    command = project.export_cmd("parakeet")
+    with (
+        started(command, stdout=subprocess.PIPE, text=True, env=project.env()) as first,
+        started(command, stdout=subprocess.PIPE, text=True, env=project.env()) as second,
+    ):
+        processes = [first, second]
+        outputs = [p.communicate(timeout=300)[0] for p in processes]
     assert [p.returncode for p in processes] == [0, 0]
     assert sum("already exported" in out for out in outputs) == 1
     nemo = tiny_repo_files["parakeet"][NEMO_NAME]

@@ -18,12 +18,21 @@ from pathlib import Path
 
 import pytest
 
-import model_loader
 from localstt.config import load_config
 from localstt.environment import FAST_LOAD_ENV
 from localstt.loading import nemo_archive
+from localstt.models import LoadedModel
+from localstt.store import ModelStore
 from testkit.hubserver import run_hub
-from testkit.store_env import NEMO_NAME, OFFLINE_RUNNER, Project, make_project, seed_hub
+from testkit.store_env import (
+    NEMO_NAME,
+    OFFLINE_RUNNER,
+    Project,
+    config_on,
+    console_as_an_entry_point,
+    make_project,
+    seed_hub,
+)
 from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
@@ -81,7 +90,8 @@ print("RESULT " + json.dumps(result))
 
 @pytest.fixture(scope="module")
 def fast_project(tiny_repo_files, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    """The tiny Parakeet exported through the real export script (once for this module)."""
+    """The tiny Parakeet exported through the real export script (once for this module), loaded on
+    the CPU (its config.toml says so), where the reference `restore_from` puts it."""
     with run_hub() as server:
         seed_hub(
             server, tiny_repo_files["parakeet"][NEMO_NAME], tiny_repo_files["canary"], tiny_repo_files["llm"]
@@ -89,6 +99,7 @@ def fast_project(tiny_repo_files, tmp_path_factory: pytest.TempPathFactory) -> I
         project = make_project(tmp_path_factory.mktemp("fast") / "project", server)
         result = project.export("parakeet")
         assert result.returncode == 0, result.stderr
+        config_on(project, "cpu", in_place=True)
         yield project
 
 
@@ -113,6 +124,7 @@ def _unpacked(project: Project) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_mapped_load_is_restore_from_bit_for_bit_with_no_temp_files(fast_project: Project, tmp_path):
     nemo = fast_project.models_dir / "parakeet" / NEMO_NAME
     sha_before = hashlib.sha256(nemo.read_bytes()).hexdigest()
@@ -135,6 +147,13 @@ def test_mapped_load_is_restore_from_bit_for_bit_with_no_temp_files(fast_project
     assert hashlib.sha256(nemo.read_bytes()).hexdigest() == sha_before
 
 
+@pytest.fixture
+def console() -> Iterator[None]:
+    """The console lines the loader's user sees (the test reads them from stderr)."""
+    with console_as_an_entry_point():
+        yield
+
+
 def _reference_state(project: Project) -> dict:
     import tarfile
 
@@ -145,11 +164,11 @@ def _reference_state(project: Project) -> dict:
         return torch.load(tar.extractfile(member), map_location="cpu", weights_only=True)
 
 
-def _load_in_process(project: Project) -> model_loader.LoadedModel:
-    return model_loader.ModelStore(load_config(project.config)).load("parakeet")
+def _load_in_process(project: Project) -> LoadedModel:
+    return ModelStore(load_config(project.config)).load("parakeet")
 
 
-def _assert_same_model(project: Project, loaded: model_loader.LoadedModel) -> None:
+def _assert_same_model(project: Project, loaded: LoadedModel) -> None:
     import torch
 
     reference = _reference_state(project)
@@ -195,7 +214,7 @@ def test_a_loader_without_weights_only_as_in_torch_2_11_still_maps(fast_project:
     _assert_same_model(fast_project, loaded)
 
 
-def test_untested_torch_falls_back_to_the_plain_load(fast_project: Project, monkeypatch, capfd):
+def test_untested_torch_falls_back_to_the_plain_load(fast_project: Project, monkeypatch, capfd, console):
     monkeypatch.setattr(nemo_archive, "TESTED_TORCH", ((1, 0), (1, 0)))
     loaded = _load_in_process(fast_project)
     assert loaded.method == "plain"
@@ -203,7 +222,7 @@ def test_untested_torch_falls_back_to_the_plain_load(fast_project: Project, monk
     _assert_same_model(fast_project, loaded)
 
 
-def test_failing_internals_fall_back_to_the_plain_load(fast_project: Project, monkeypatch, capfd):
+def test_failing_internals_fall_back_to_the_plain_load(fast_project: Project, monkeypatch, capfd, console):
     def moved(layout: object) -> None:
         raise AttributeError("module 'torch.serialization' has no attribute '_load'")
 

@@ -62,6 +62,7 @@ def check(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"results": json.loads(results.read_text()), "stdout": done.stdout, "audio": audio, "doc": doc}
 
 
+@pytest.mark.slow  # the GPU check's smoke run
 def test_every_step_ran_and_names_the_machine(check):
     report, steps = check["results"], check["results"]["steps"]
     assert report["machine"]["device"] == "cpu" and report["sizes"] == "tiny"
@@ -84,6 +85,7 @@ def test_every_step_ran_and_names_the_machine(check):
     assert "## Soak\n\nUntouched." in text and "## GPU check" in text and "parakeet batch 4" in text
 
 
+@pytest.mark.slow  # the GPU check's smoke run
 def test_exports_came_from_the_test_hub(check):
     steps = check["results"]["steps"]
     for kind, nemo in (("parakeet", TINY_PARAKEET_NEMO), ("sortformer", TINY_SORTFORMER_NEMO)):
@@ -93,6 +95,7 @@ def test_exports_came_from_the_test_hub(check):
     assert canary["requests"] > 0 and canary["bytes_sent"] > 0 and canary["parameters"] > 0
 
 
+@pytest.mark.slow  # the GPU check's smoke run
 def test_load_figures_count_every_parameter(check):
     steps = check["results"]["steps"]
     parakeet, canary, speakers = steps["parakeet_load"], steps["canary_load"], steps["speakers_load"]
@@ -108,6 +111,7 @@ def test_load_figures_count_every_parameter(check):
     assert parakeet["first_job_s"] > 0 and parakeet["second_job_s"] > 0
 
 
+@pytest.mark.slow  # the GPU check's smoke run
 def test_throughput_is_measured_on_the_given_utterances(check):
     steps = check["results"]["steps"]
     durations = [sf.info(path).duration for path in sorted(check["audio"].glob("utterance-*.flac"))]
@@ -124,6 +128,7 @@ def test_throughput_is_measured_on_the_given_utterances(check):
     assert decoder["cuda_graphs_mode"] is not None
 
 
+@pytest.mark.slow  # the GPU check's smoke run
 def test_long_recordings_take_the_attention_they_ask_for(check):
     steps = check["results"]["steps"]
     full, local = steps["parakeet_full_attention"], steps["parakeet_local_attention"]
@@ -132,6 +137,7 @@ def test_long_recordings_take_the_attention_they_ask_for(check):
     assert full["segments"] > 0 and local["segments"] > 0
 
 
+@pytest.mark.slow  # the GPU check's smoke run
 def test_canary_windows_and_the_model_switches(check):
     steps = check["results"]["steps"]
     windows = steps["canary_windows"]

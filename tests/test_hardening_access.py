@@ -106,7 +106,8 @@ def test_allow_no_auth_serves_on_every_interface_with_a_warning(exported_project
     assert "WARNING: the app will be reachable from other machines (0.0.0.0, share=False)" in log.read_text()
 
 
-def test_password_is_required_and_a_wrong_one_refused(exported_project: Project, tmp_path: Path):
+@pytest.mark.slow
+def test_password_is_required_and_a_wrong_one_refused(exported_project: Project, tmp_path: Path, monkeypatch):
     """Defence: --auth user:password (transcribe_ui.main -> Gradio's login): every route needs the
     session cookie, a wrong password gets no cookie, the right one works. The same launch shows no
     share link was made and, with GRADIO_ANALYTICS_ENABLED unset, that the server calls no one
@@ -115,6 +116,7 @@ def test_password_is_required_and_a_wrong_one_refused(exported_project: Project,
     runner = tmp_path / "network_watch.py"
     runner.write_text(NETWORK_WATCH, encoding="utf-8")
     env = {"GRADIO_ANALYTICS_ENABLED": None, "OFFLINE_ATTEMPTS_FILE": str(attempts)}
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")  # gradio_client here (the app: not set)
     with launch_app(
         exported_project, tmp_path / "app", "--auth", "alice:s3cret-pw", runner=runner, env=env
     ) as app:

@@ -8,22 +8,26 @@ command again finishes the job.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import shutil
 import signal
 import subprocess
 import sys
-import time
+from functools import partial
 from pathlib import Path
+
+import pytest
 
 from localstt.config import load_config
 from localstt.manifest import ExportError, check_export
 from testkit.namespaces import require_user_namespace
-from testkit.store_env import NEMO_NAME, Project, sha256
+from testkit.store_env import NEMO_NAME, Project, kill_tree, sha256, wait_for
 from testkit.tiny_models import PARAKEET_REPO_ID
 
 MIB = 1024 * 1024
+CHUNK = 10 * MIB  # huggingface_hub's DOWNLOAD_CHUNK_SIZE: it writes the body in reads of this size
 MANIFEST_TMP = ".manifest.json."  # the first step of finalising: the staging manifest's temp file
 
 # Runs a script and SIGKILLs itself just before its Nth change to the file system. Audit hooks see
@@ -62,8 +66,10 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 FILLER = r"""
 import pathlib, sys, time
 models = pathlib.Path(sys.argv[1])
-deadline = time.monotonic() + 60
-while not list(models.glob(".staging/*/.fetch/**/*.incomplete")) and time.monotonic() < deadline:
+deadline = time.monotonic() + 300
+while not list(models.glob(".staging/*/.fetch/**/*.incomplete")):
+    if time.monotonic() > deadline:
+        sys.exit("no download started within 300 s")
     time.sleep(0.01)
 block = b"\0" * (1 << 20)
 with open(models / "filler.bin", "wb", buffering=0) as handle:
@@ -104,6 +110,23 @@ def state_of(project: Project, versions: dict[str, bytes]) -> str:
         raise AssertionError(f"an export the loader refuses was left behind: {error}") from None
     assert (export_dir / NEMO_NAME).read_bytes() == versions[manifest.revision]
     return "old" if list(versions).index(manifest.revision) == 0 else "new"
+
+
+def incomplete_sizes(project: Project) -> list[int]:
+    """Sizes of the partial downloads in the staging folder (huggingface_hub's .incomplete files)."""
+    sizes = []
+    for path in project.models_dir.glob(".staging/*/.fetch/**/*.incomplete"):
+        with contextlib.suppress(FileNotFoundError):
+            sizes.append(path.stat().st_size)
+    return sizes
+
+
+def staged_at_least(project: Project, size: int) -> bool:
+    return max(incomplete_sizes(project), default=0) >= size
+
+
+def sent_so_far(project: Project) -> list[tuple[str, str, int]]:
+    return [(r.method, r.path, r.sent) for r in project.hub.requests]
 
 
 def leftovers(project: Project) -> list[str]:
@@ -156,6 +179,7 @@ class UpdateScenario:
         return state
 
 
+@pytest.mark.slow
 def test_sigkill_at_every_step_of_an_update_never_leaves_a_half_export(
     project: Project, tiny_repo_files, tmp_path
 ):
@@ -186,6 +210,7 @@ def test_sigkill_at_every_step_of_an_update_never_leaves_a_half_export(
     print(f"{len(points)} kill points over {total} changes: {states}")
 
 
+@pytest.mark.slow
 def test_sigkill_while_bytes_arrive_never_leaves_a_half_export(project: Project, tiny_repo_files, tmp_path):
     """Defence: downloads land in .staging/ (huggingface_hub's .incomplete file, then a verified
     rename), never in the export; localstt.export._fill_staging discards a killed run's partial files."""
@@ -197,19 +222,38 @@ def test_sigkill_while_bytes_arrive_never_leaves_a_half_export(project: Project,
         scenario.reset()
         project.hub.clear_faults()
         project.hub.clear_log()
-        project.hub.inject(path_contains=blob, method="GET", stall_after_bytes=offset, stall_seconds=60)
+        # Every GET stalls there, so a retry after the client's read timeout cannot finish first.
+        project.hub.inject(
+            path_contains=blob, method="GET", stall_after_bytes=offset, stall_seconds=600, times=None
+        )
+        # huggingface_hub writes whole 10 MiB reads: what the bytes before the stall put on disk.
+        on_disk = offset // CHUNK * CHUNK
         process = subprocess.Popen(
             project.export_cmd("parakeet", "--update"),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=project.env(),
         )
-        deadline = time.monotonic() + 60
-        while project.hub.count("GET", blob) == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.2, 0.6))  # let the bytes before the stall reach the disk
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        try:
+            wait_for(
+                f"{offset} bytes served",
+                partial(project.hub.served, blob, offset),
+                seen=partial(sent_so_far, project),
+                process=process,
+            )
+            if on_disk:
+                wait_for(
+                    f"{on_disk} bytes in the staging file",
+                    partial(staged_at_least, project, on_disk),
+                    seen=partial(incomplete_sizes, project),
+                    process=process,
+                )
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=60)
         project.hub.clear_faults()
         assert scenario.check_then_finish(f"killed with {offset} bytes sent") == "old"
 
@@ -226,8 +270,8 @@ def test_disk_full_mid_download_is_one_line_and_changes_nothing(project: Project
     project.config.write_text(
         project.config.read_text().replace('revision = ""', f'revision = "{old_pin}"', 1), encoding="utf-8"
     )
-    # The new file's body waits 2 s, so the filler has filled the disk before it is written.
-    project.hub.inject(path_contains=sha256(new_nemo), method="GET", stall_seconds=2)
+    # The new file's body waits until the filler has filled the disk (the test releases it then).
+    stall = project.hub.inject(path_contains=sha256(new_nemo), method="GET", stall_seconds=600)
     for name, text in (("filler.py", FILLER), ("state.py", STATE)):
         (tmp_path / name).write_text(text, encoding="utf-8")
     out = tmp_path / "out"
@@ -248,15 +292,30 @@ def test_disk_full_mid_download_is_one_line_and_changes_nothing(project: Project
         {sys.executable} {tmp_path}/state.py {project.config} > {out}/after_rerun.json
     """
     project.models_dir.mkdir()
-    result = subprocess.run(
+    # A read timeout longer than the stall can last (the default 5 s would race the filler).
+    env = project.env(HF_HUB_DOWNLOAD_TIMEOUT="300")
+    with subprocess.Popen(
         ["unshare", "--map-root-user", "--mount", "sh", "-c", script],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        env=project.env(),
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr + (out / "first.out").read_text()
-    assert (out / "filler.out").read_text().split() == ["filled", "28"]  # ENOSPC
+        env=env,
+    ) as process:
+        try:
+            filler = out / "filler.out"
+            wait_for(
+                "the filler filled the disk",
+                lambda: process.poll() is not None or (filler.exists() and filler.read_text().strip()),
+                seen=lambda: [p.name for p in out.iterdir()],
+            )
+            stall.release()
+            stdout, stderr = process.communicate(timeout=300)
+        finally:
+            stall.release()
+            assert kill_tree(process) == []  # the shell and whatever it still runs (none, normally)
+    output = stdout + stderr + "".join(p.read_text() for p in (out / "first.out", filler) if p.exists())
+    assert process.returncode == 0, output
+    assert filler.read_text().split() == ["filled", "28"], output  # ENOSPC
     assert (out / "full.rc").read_text().strip() == "1"
     error = (out / "full.err").read_text()
     assert "The disk is full" in error and "Traceback" not in error and len(error.strip().splitlines()) == 1

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from localstt.config import load_config
 from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
 ROUNDS = 200
@@ -58,22 +57,19 @@ def snapshot(temp: Path, uploads: Path, outputs: Path) -> dict[str, int]:
     }
 
 
+@pytest.mark.slow  # the soak
 def test_two_hundred_transcriptions_do_not_grow_memory_fds_or_files(
-    exported_project, model_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    transcription_app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """Defence: localstt.web.app.TranscriptionApp.transcribe deletes each upload in a `finally` and
     removes old job folders as jobs start (JobFolders.remove_old), the engine keeps no per-call state,
     decoding closes its files; so RSS grows < 10 % after warm-up and fds and files do not grow."""
-    from localstt.web.app import TranscriptionApp
-
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))  # everything this process makes goes here
     uploads, outputs = tmp_path / "uploads", tmp_path / "outputs"
-    app = TranscriptionApp(
-        load_config(exported_project.config), outputs, upload_root=uploads, keep_outputs_s=0.0
-    )
-    app.store = model_store  # the session's store: the model may already be loaded
+    app = transcription_app(keep_outputs_s=0.0)  # over the session's store: the model may be loaded
+    assert (app.output_root, app.upload_root) == (outputs, uploads)
 
     figures: list[dict[str, float]] = []
     # One intra-op thread: on a busy 2-core machine OpenMP's two threads make each call up to 50x

@@ -1,8 +1,10 @@
 """The web app under abuse, launched for real on 127.0.0.1, and what it leaves behind.
 
 One server for the module, started with a config whose limits are tiny (uploads of 1 MB, recordings
-of 10 minutes), a queue of 8 and transcript files kept 3 s. After every abuse the server must still
-be running, its peak memory (VmHWM) must have stayed within a bound, and a normal request must work.
+of 10 minutes), a queue of 8, and transcript files kept 60 minutes: longer than the module runs, so
+that the only sweep that deletes any is one a test sets up. It runs with a spy on the model
+(testkit/overlap.py). After every abuse the server must still be running, its peak memory (VmHWM)
+must have stayed within a bound, and a normal request must work.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -22,32 +24,38 @@ from typing import Any
 import av
 import httpx
 import numpy as np
+import openai
 import pytest
 import soundfile as sf
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
+from openai import OpenAI
 
+from localstt.web import outputs as job_folders
 from localstt.web.outputs import remove_uploads
 from testkit.app import RunningApp, launch_app
-from testkit.store_env import Project
+from testkit.store_env import Project, config_on
 from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
 MEMORY_BOUND_KB = 250_000  # growth of the server's peak RSS over the whole module, after warm-up
+KEEP_MINUTES = 60
 FIGURES: dict[str, dict[str, int]] = {}
+SLOW = pytest.mark.slow  # the server in its own process
 
 
 @pytest.fixture(scope="module")
 def abuse_app(exported_project: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    text = exported_project.config.read_text()
+    text = config_on(exported_project, "cpu").read_text()  # the memory bound is the CPU's
     text = re.sub(r"(?m)^max_upload_mb = .*$", "max_upload_mb = 1", text)
     text = re.sub(r"(?m)^max_audio_minutes = .*$", "max_audio_minutes = 10", text)
+    text = re.sub(r"(?ms)^(\[library\].*?^enabled = )true$", r"\g<1>false", text)  # no copy kept: the promise
     config = exported_project.root / "abuse.toml"  # beside config.toml: same local_models/
     config.write_text(text)
     workdir = tmp_path_factory.mktemp("abuse")
-    args = ("--max-queue", "8", "--keep-outputs-minutes", "0.05")
-    with launch_app(exported_project, workdir, *args, config=config) as app:
+    args = ("--max-queue", "8", "--keep-outputs-minutes", str(KEEP_MINUTES))
+    with launch_app(exported_project, workdir, *args, config=config, spy_on_model=True) as app:
         assert transcribe(app, PHRASE_WAV)[0] == PHRASE  # warm-up: the model is loaded
         FIGURES["after warm-up"] = app.memory_kb()
         yield app
@@ -77,8 +85,17 @@ def assert_still_serving(app: RunningApp, label: str) -> None:
     assert growth < MEMORY_BOUND_KB, (label, memory, FIGURES["after warm-up"])
 
 
+def with_defaults(app: RunningApp, data: list[Any]) -> list[Any]:
+    """`data` for /transcribe's first inputs, and the defaults the page declares for the rest (as
+    gradio_client fills them in)."""
+    info = httpx.get(f"{app.url}gradio_api/info", timeout=30).json()
+    parameters = info["named_endpoints"]["/transcribe"]["parameters"]
+    return data + [parameter["parameter_default"] for parameter in parameters[len(data) :]]
+
+
 def call_raw(app: RunningApp, data: list[Any]) -> tuple[str, Any]:
     """/transcribe through Gradio's plain HTTP API (no client-side checks): ("complete"|"error", data)."""
+    data = with_defaults(app, data)
     joined = httpx.post(f"{app.url}gradio_api/call/transcribe", json={"data": data}, timeout=30)
     joined.raise_for_status()
     event = ""
@@ -96,6 +113,7 @@ def file_data(path: str) -> dict[str, Any]:
     return {"path": path, "meta": {"_type": "gradio.FileData"}}
 
 
+@SLOW
 def test_upload_over_the_size_limit_is_refused_and_not_kept(abuse_app: RunningApp):
     """Defence: transcribe_ui.main passes [app] max_upload_mb to Gradio (max_file_size), which
     stops reading the body at the limit and answers 413; nothing of it stays on disk."""
@@ -108,6 +126,28 @@ def test_upload_over_the_size_limit_is_refused_and_not_kept(abuse_app: RunningAp
     assert_still_serving(abuse_app, "after an upload over the limit")
 
 
+@SLOW
+def test_an_api_upload_over_the_limit_is_413_from_the_real_server(abuse_app: RunningApp, tmp_path: Path):
+    """Defence: the server hands [app] max_upload_mb (1 here) to the API too (localstt.web.server,
+    the API's UploadLimit), which stops reading the body past the limit and answers 413 with one
+    sentence; the part it read is not kept, and the API goes on serving."""
+    client = OpenAI(base_url=f"{abuse_app.url}v1", api_key="unused-on-loopback", max_retries=0, timeout=120)
+    big = tmp_path / "long.wav"
+    sf.write(big, np.zeros(16_000 * 40, dtype=np.float32), 16_000)  # 1.28 MB of 16-bit samples
+    with big.open("rb") as audio, pytest.raises(openai.APIStatusError) as caught:
+        client.audio.transcriptions.create(file=audio, model="parakeet")
+    assert caught.value.status_code == 413
+    assert isinstance(caught.value.body, dict), caught.value.body
+    assert caught.value.body["message"] == (
+        "The upload is larger than this server's limit of 1 MB (max_upload_mb in config.toml)."
+    )
+    assert list(abuse_app.tmp_dir.rglob("localstt-api-*")) == []
+    with PHRASE_WAV.open("rb") as audio:
+        assert client.audio.transcriptions.create(file=audio, model="parakeet").text == PHRASE
+    assert_still_serving(abuse_app, "after an API upload over the limit")
+
+
+@SLOW
 def test_file_claiming_to_be_wav_with_a_broken_body_is_refused(abuse_app: RunningApp, tmp_path: Path):
     """Defence: localstt.audio.decode_audio names a damaged container instead of decoding garbage
     (a text file named .wav is already covered in test_app.py)."""
@@ -142,6 +182,7 @@ def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"honest": honest, "hidden": hidden}
 
 
+@SLOW
 def test_decompression_bombs_are_refused_with_bounded_memory(abuse_app: RunningApp, bombs):
     """Defence: localstt.audio refuses a recording over max_audio_minutes from its header before
     decoding, and stops decoding one second past the limit when the header hides the length (a
@@ -152,6 +193,7 @@ def test_decompression_bombs_are_refused_with_bounded_memory(abuse_app: RunningA
     assert_still_serving(abuse_app, "after two decompression bombs")
 
 
+@SLOW
 def test_empty_uploads_are_refused(abuse_app: RunningApp, tmp_path: Path):
     """Defence: localstt.audio refuses a 0-byte file and a valid WAV with no samples, each in one
     sentence, instead of handing them to the model."""
@@ -164,6 +206,7 @@ def test_empty_uploads_are_refused(abuse_app: RunningApp, tmp_path: Path):
     assert_still_serving(abuse_app, "after empty uploads")
 
 
+@SLOW
 @pytest.mark.parametrize("name", ["../../etc/evil.wav", "..\\..\\evil.wav", "/tmp/evil.wav"])
 def test_path_traversal_filename_stays_in_the_upload_folder(abuse_app: RunningApp, name: str):
     """Defence: Gradio keeps only the last part of an upload's file name, inside its upload folder;
@@ -220,6 +263,7 @@ def test_uploads_are_deleted_only_inside_the_upload_folder(tmp_path: Path):
     assert not upload.exists() and not (root / "abc123").exists()  # its emptied folder too
 
 
+@SLOW
 def test_many_clients_at_once_are_queued_or_refused(abuse_app: RunningApp, tmp_path: Path):
     """Defence: one model run at a time (concurrency_limit=1 on the "gpu" queue) and a bounded
     queue (transcribe_ui --max-queue): 24 gradio_client clients at once each get their own
@@ -247,8 +291,13 @@ def test_many_clients_at_once_are_queued_or_refused(abuse_app: RunningApp, tmp_p
         except AppError as error:
             return f"refused: {error}"
 
+    before = abuse_app.model_runs()
     with ThreadPoolExecutor(len(inputs)) as pool:
         results = list(pool.map(one, inputs, timeout=600))
+    runs = abuse_app.model_runs()
+    served = sum(not r.startswith("refused") for r in results)
+    assert runs.calls - before.calls >= served, (before, runs, served)
+    assert runs.most_at_once == 1, runs  # never two jobs in the model at once
     for index, result in enumerate(results):
         expected = f"{PHRASE} {PHRASE}" if index < 20 and index % 2 == 0 else PHRASE
         allowed = {expected, "refused: Queue is full! Please try again."}
@@ -274,8 +323,10 @@ def burst_while_busy(app: RunningApp, long_one: Path, size: int) -> list[httpx.R
         f"{app.url}gradio_api/upload", files={"files": ("x.wav", PHRASE_WAV.read_bytes())}, timeout=30
     ).json()
 
+    data = with_defaults(app, [[file_data(stored)], None, "parakeet", ["txt"]])
+
     def join(index: int) -> httpx.Response:
-        body = {"data": [[file_data(stored)], None, "parakeet", ["txt"]], "fn_index": fn_index}
+        body = {"data": data, "fn_index": fn_index}
         body |= {"event_data": None, "session_hash": f"burst{index}", "trigger_id": None}
         return httpx.post(f"{app.url}gradio_api/queue/join?api_name=transcribe", json=body, timeout=30)
 
@@ -286,6 +337,7 @@ def burst_while_busy(app: RunningApp, long_one: Path, size: int) -> list[httpx.R
     return answers if still_busy else None
 
 
+@SLOW
 def test_queue_beyond_its_cap_refuses_at_once(abuse_app: RunningApp, tmp_path: Path):
     """Defence: transcribe_ui --max-queue (Gradio's queue max_size): while a job runs, at most 8
     requests wait; the rest get HTTP 503 "Queue is full" at once instead of piling up in memory."""
@@ -314,13 +366,15 @@ def test_queue_beyond_its_cap_refuses_at_once(abuse_app: RunningApp, tmp_path: P
     assert_still_serving(abuse_app, "after a burst beyond the queue")
 
 
+@SLOW
 def test_uploads_and_job_files_are_gone_after_the_job_also_on_error(abuse_app: RunningApp, tmp_path: Path):
-    """Defence: transcribe_ui.TranscriptionApp.transcribe deletes the uploads in a `finally` (so on
+    """Defence: localstt.web.app.TranscriptionApp.transcribe deletes the uploads in a `finally` (so on
     error too); its transcript files live only in its own folder inside Gradio's upload folder (no
-    second copy in Gradio's cache) and JobFolders.remove_old deletes them --keep-outputs-minutes later;
-    nothing is left in TMPDIR."""
+    second copy in Gradio's cache), and JobFolders.remove_old, which every job runs first, deletes the
+    folders of the jobs that ended --keep-outputs-minutes ago and no others; nothing is left in TMPDIR.
+    The module keeps outputs 60 minutes: this job's folder goes only because the test ages it past
+    that (its mtime, which is what JobFolders reads) and starts the next job."""
     assert_still_serving(abuse_app, "before the privacy check")  # let earlier queued jobs finish
-    time.sleep(4)
     before = abuse_app.files()
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF\xff\xff\x00\x00WAVEfmt " + os.urandom(5000))
@@ -333,13 +387,20 @@ def test_uploads_and_job_files_are_gone_after_the_job_also_on_error(abuse_app: R
     outputs = [p for p in new if p.parent.parent.name.startswith("localstt-out-")]
     assert sorted(p.name for p in outputs) == ["speech.json", "speech.srt", "speech.txt", "speech.vtt"]
     assert new == set(outputs), new  # no upload, no copy of the transcripts, nothing in TMPDIR
-    deadline = time.monotonic() + 15
-    while abuse_app.files() - before and time.monotonic() < deadline:
-        time.sleep(0.25)
-    assert abuse_app.files() - before == set()  # the job's transcript files too, after 3 s
     assert [p for p in abuse_app.upload_dir.rglob("*") if p.name in ("speech.flac", "broken.wav")] == []
 
+    job_dir = outputs[0].parent
+    recent = sorted(p for p in job_dir.parent.glob("job-*") if p != job_dir)  # the module's other jobs
+    assert recent, "the module's earlier jobs left no folder to keep"
+    ended = time.time() - KEEP_MINUTES * 60 - 60  # a minute past the retention
+    os.utime(job_dir, (ended, ended))
+    assert transcribe(abuse_app, PHRASE_WAV)[0] == PHRASE  # the next job sweeps first
+    assert not job_dir.exists()  # the transcripts are gone...
+    assert {p.parent.parent for p in abuse_app.files() - before} == {job_dir.parent}  # (the new job's)
+    assert [p for p in recent if not p.exists()] == []  # ...and only those: the others are kept
 
+
+@SLOW
 def test_transcripts_are_not_written_to_the_log(abuse_app: RunningApp):
     """Defence: nothing in transcribe_ui or the engine logs transcript text; the server's
     stdout/stderr after all the jobs of this module holds no word of it."""
@@ -348,6 +409,7 @@ def test_transcripts_are_not_written_to_the_log(abuse_app: RunningApp):
     assert "quick brown fox" not in log and "lazy dog" not in log
 
 
+@SLOW
 def test_server_listens_on_loopback_only_by_default(abuse_app: RunningApp):
     """Defence: [app] host defaults to 127.0.0.1 (localstt.config, used by transcribe_ui.main):
     the listening socket is bound to 127.0.0.1, not to every interface."""
@@ -361,18 +423,25 @@ def test_server_listens_on_loopback_only_by_default(abuse_app: RunningApp):
     assert listening == ["0100007F"]  # 127.0.0.1, little-endian hex
 
 
-def test_old_outputs_are_removed_but_never_a_running_jobs(exported_project, model_store, tmp_path: Path):
-    """Defence: JobFolders.remove_old skips job folders still being written and ages
-    the others from the end of their job, so the sweeper firing in the middle of a long job (here:
-    from its progress callback, with a retention of 0 s) cannot delete the files it is writing."""
-    from localstt.config import load_config
-    from localstt.web.app import TranscriptionApp
+class Clock:
+    """`time.time` for localstt.web.outputs alone: it stands still, where the test puts it."""
 
-    uploads, outputs = tmp_path / "uploads", tmp_path / "outputs"
-    app = TranscriptionApp(
-        load_config(exported_project.config), outputs, upload_root=uploads, keep_outputs_s=0
-    )
-    app.store = model_store
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_old_outputs_are_removed_but_never_a_running_jobs(transcription_app, monkeypatch, tmp_path: Path):
+    """Defence: JobFolders.remove_old skips job folders still being written and ages the others from
+    the end of their job, so a sweep in the middle of a long job (here: from its progress callback,
+    with the outputs' clock moved past the retention for it) cannot delete the files it is writing."""
+    clock = Clock()
+    monkeypatch.setattr(job_folders, "time", clock)
+    start = clock.now
+    app = transcription_app(keep_outputs_s=600)
+    uploads = tmp_path / "uploads"
 
     def run_once() -> list[str]:
         uploads_now = []
@@ -385,7 +454,11 @@ def test_old_outputs_are_removed_but_never_a_running_jobs(exported_project, mode
 
         def progress(fraction: float, desc: str = "") -> None:
             sweeps.append(desc)
-            app.outputs.remove_old()  # as the background sweeper would, mid-job
+            clock.now = time.time() + 3600  # by this clock every folder is older than the retention
+            try:
+                app.outputs.remove_old()  # as the background sweeper would, mid-job
+            finally:
+                clock.now = start
 
         _, _, written, _ = app.transcribe(uploads_now, None, "parakeet", ["txt"], progress)
         assert len(written) == 2 and sweeps
@@ -393,5 +466,42 @@ def test_old_outputs_are_removed_but_never_a_running_jobs(exported_project, mode
         return written
 
     first = run_once()
-    second = run_once()  # starting it removed the first job's folder, which had ended
+    second = run_once()  # a sweep during it removed the first job's folder, which had ended
     assert not Path(first[0]).exists() and all(Path(p).exists() for p in second)
+
+
+def test_the_sweeper_removes_old_outputs_when_no_job_comes(transcription_app, monkeypatch, tmp_path: Path):
+    """Defence: JobFolders.start_sweeper: a background thread removes a job's folder keep_outputs_s
+    after the job ended even when no other job comes, and not before. The outputs module's clock is
+    the test's: it stands still until the test moves it past the retention."""
+    clock = Clock()
+    monkeypatch.setattr(job_folders, "time", clock)
+    app = transcription_app(keep_outputs_s=1.0)  # the sweeper looks every 0.5 s
+    sweeps = []
+    remove_old = app.outputs.remove_old
+
+    def counted() -> None:
+        remove_old()
+        sweeps.append(clock.now)
+
+    monkeypatch.setattr(app.outputs, "remove_old", counted)
+    upload = tmp_path / "uploads" / "one" / "phrase.wav"
+    upload.parent.mkdir(parents=True)
+    shutil.copyfile(PHRASE_WAV, upload)
+    _, _, written, _ = app.transcribe([str(upload)], None, "parakeet", ["txt"])
+    job_dir = Path(written[0]).parent
+    swept = len(sweeps)
+
+    def wait_for(what: str, done: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 60
+        while not done():
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"60 s and still not {what}: {len(sweeps)} sweeps, {sorted(job_dir.parent.iterdir())}"
+                )
+            time.sleep(0.05)
+
+    wait_for("two sweeps after the job", lambda: len(sweeps) >= swept + 2)
+    assert job_dir.exists() and Path(written[0]).read_text().strip() == PHRASE  # not old yet
+    clock.now = time.time() + 2.0  # the job ended more than keep_outputs_s ago
+    wait_for("removed by the sweeper", lambda: not job_dir.exists())

@@ -29,7 +29,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.hf_api import RepoFile, RepoFolder
-from huggingface_hub.utils import _http
+from huggingface_hub.utils import _http, close_session
 
 from testkit.hubserver import Fault, HubServer, git_blob_sha1, run_hub
 
@@ -46,11 +46,14 @@ BIG = _rng.randbytes(11 * MIB)  # larger than huggingface_hub's 10 MiB DOWNLOAD_
 
 
 @pytest.fixture(autouse=True)
-def _hermetic_client(monkeypatch: pytest.MonkeyPatch) -> None:
+def _hermetic_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Both are read per call. Offline mode would block every request; telemetry on makes the first
-    header build GET {HF_ENDPOINT at import}/api/agent-harnesses, i.e. huggingface.co in-process."""
+    header build GET {HF_ENDPOINT at import}/api/agent-harnesses, i.e. huggingface.co in-process.
+    After the test, the client's shared connections are closed: the hub's threads serving them end."""
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    yield
+    close_session()
 
 
 @pytest.fixture

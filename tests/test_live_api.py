@@ -26,6 +26,8 @@ from testkit.app import RunningApp, launch_app
 from testkit.store_env import Project
 from testkit.tiny_models import PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
 
+pytestmark = pytest.mark.slow  # the app in its own process, driven over its WebSocket
+
 PHRASE = PHRASE_TXT.read_text().strip()
 KEY = "live-key-3a9c"
 EVENT_WAIT_S = 120  # generous: a step of the tiny model takes milliseconds, but the machine may be busy

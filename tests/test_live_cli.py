@@ -69,6 +69,7 @@ def test_a_piped_wav_prints_each_line_as_it_settles_and_writes_the_files(
     assert f"-> {out / 'live.txt'}" in stderr.decode()
 
 
+@pytest.mark.slow
 def test_raw_pcm16_on_standard_input_and_a_file_at_real_time_pace(
     exported_project: Project, config: Path, tmp_path: Path
 ):
@@ -84,6 +85,7 @@ def test_raw_pcm16_on_standard_input_and_a_file_at_real_time_pace(
     assert (tmp_path / "paced" / "phrase.txt").read_text(encoding="utf-8").strip() == PHRASE
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_stream_keeps_what_was_heard(exported_project: Project, config: Path, tmp_path: Path):
     """The dialogue is sent as a microphone would, in 100 ms pieces; once the first line has settled
     the command gets Ctrl-C (SIGINT): the line, and the words after it that it had heard, are in the

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import subprocess
+import sys
 import tarfile
+from logging.handlers import BufferingHandler
 
 import pytest
+import torch
 
-import model_loader
 from localstt.config import load_config
+from localstt.errors import LoadError
 from localstt.manifest import ExportError
-from testkit.store_env import NEMO_NAME, Project, publish_crafted_export
+from localstt.store import ModelStore
+from testkit.store_env import NEMO_NAME, Project, config_on, publish_crafted_export
 
 
-def store_for(project: Project) -> model_loader.ModelStore:
-    return model_loader.ModelStore(load_config(project.config))
+def store_for(project: Project) -> ModelStore:
+    return ModelStore(load_config(project.config))
 
 
 def test_missing_export_names_the_export_command(project: Project):
@@ -80,7 +86,7 @@ def test_archive_members_that_escape_are_refused(project: Project, member: str, 
             info.size = 4
             tar.addfile(info, io.BytesIO(b"boom"))
     publish_crafted_export(project, buffer.getvalue(), "3" * 40)
-    with pytest.raises(model_loader.LoadError, match="Refusing .*(outside the archive|is a link)"):
+    with pytest.raises(LoadError, match="Refusing .*(outside the archive|is a link)"):
         store_for(project).load("parakeet")
     assert not (project.models_dir / "escape.txt").exists()
 
@@ -121,12 +127,13 @@ print("RESULT " + json.dumps(result))
 """
 
 
+@pytest.mark.slow
 def test_loading_is_offline_exact_and_cached(project: Project, tiny_repo_files):
     from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
     assert project.export().returncode == 0
     project.hub.clear_log()
-    result = project.run_offline(LOAD_BOTH, str(PHRASE_WAV))
+    result = project.run_offline(LOAD_BOTH, str(PHRASE_WAV), config=config_on(project, "cpu"))
     assert result.returncode == 0, result.stderr[-3000:]
     values = json.loads(result.stdout.split("RESULT ", 1)[1])
     assert values == {
@@ -146,4 +153,66 @@ def test_loading_is_offline_exact_and_cached(project: Project, tiny_repo_files):
         f"parakeet-tdt-0.6b-v2 @ {short} loaded from {project.models_dir / 'parakeet'} in " in result.stdout
     )
     assert "on cpu (float32)" in result.stdout
-    assert "No CUDA GPU found: running on the CPU" in result.stderr
+    assert "No CUDA GPU found" not in result.stderr  # the CPU was asked for: nothing to warn about
+
+
+def test_auto_without_a_gpu_runs_on_the_cpu_with_a_warning(exported_project: Project, monkeypatch):
+    """device = "auto" (the shipped setting) on a machine whose PyTorch sees no GPU, whatever this one has."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = load_config(config_on(exported_project, "auto"))
+    assert config.runtime.device == "auto"
+    sentence = "No CUDA GPU found: running on the CPU, which is many times slower."
+    logger, kept = logging.getLogger("localstt"), BufferingHandler(10_000)  # the package's console lines
+    logger.addHandler(kept)
+    try:
+        with pytest.warns(UserWarning) as warned:
+            loaded = ModelStore(config).load("parakeet")
+    finally:
+        logger.removeHandler(kept)
+    assert [str(w.message) for w in warned if "GPU" in str(w.message)] == [sentence]
+    assert (loaded.device, loaded.dtype) == ("cpu", "float32")
+    assert next(loaded.model.parameters()).device.type == "cpu"
+    logged = [r.getMessage() for r in kept.buffer if r.levelno >= logging.WARNING]
+    assert logged == [f"WARNING: {sentence}"]
+
+
+# The hub client is imported first, as a harness or the user's own code may have done.
+OFFLINE_ON_IMPORT = """
+import json, os, sys
+import huggingface_hub
+from huggingface_hub import snapshot_download
+
+online = huggingface_hub.constants.HF_HUB_OFFLINE
+import model_loader
+
+try:
+    snapshot_download(sys.argv[1], cache_dir=sys.argv[2])
+    outcome = "downloaded"
+except Exception as error:
+    outcome = type(error).__name__
+switches = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+print(json.dumps({"before": online, "after": huggingface_hub.constants.HF_HUB_OFFLINE,
+                  "env": {name: os.environ.get(name) for name in switches}, "download": outcome}))
+"""
+
+
+def test_importing_model_loader_makes_the_process_offline(project: Project, tmp_path):
+    """model_loader's promise, in a process of its own (in this one it would hold for every later test)."""
+    script = tmp_path / "offline_on_import.py"
+    script.write_text(OFFLINE_ON_IMPORT, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(script), "nvidia/parakeet-tdt-0.6b-v2", str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=project.env(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    values = json.loads(result.stdout.strip().splitlines()[-1])
+    assert values == {
+        "before": False,
+        "after": True,
+        "env": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+        "download": "LocalEntryNotFoundError",
+    }
+    assert project.hub.requests == []  # the hub the process was pointed at heard nothing

@@ -187,6 +187,7 @@ def test_the_dimensions_are_read_from_the_loaded_model(model_store):
     from localstt.models.parakeet import score_bytes as _score_bytes
     from localstt.precision import Precision
 
+    assert model_store.config.runtime.device == "cpu"  # the session's config says so, GPU or not
     loaded = model_store.load("parakeet")
     dims = memory.attention_dims(loaded.model, dtype_bytes=4)
     assert dims == AttentionDims(
@@ -202,6 +203,7 @@ def test_the_dimensions_are_read_from_the_loaded_model(model_store):
 
 
 def test_a_short_recording_gets_full_attention_and_says_so(model_store):
+    assert model_store.config.runtime.device == "cpu"  # "free on cpu" below: the config says so
     messages: list[str] = []
     transcript = transcribe(PHRASE_WAV, "parakeet", OPTIONS, model_store, lambda f, m: messages.append(m))
     assert transcript.text == PHRASE
@@ -229,6 +231,7 @@ def test_too_little_free_memory_means_local_attention_still_exact(model_store, m
         asked.append(str(device))
         return 1000
 
+    assert model_store.config.runtime.device == "cpu"  # asked == ["cpu"] below: the config says so
     model = model_store.load("parakeet").model
     before = attention_settings(model)
     monkeypatch.setattr(memory, "free_memory_bytes", little)

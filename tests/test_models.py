@@ -92,6 +92,7 @@ def run_with_family(project: Project, *argv: str) -> subprocess.CompletedProcess
     )
 
 
+@pytest.mark.slow  # an export, the CLI and the app, each in its own process
 def test_a_fourth_family_is_exported_loaded_and_run_through_the_cli_and_the_api(hub: HubServer, tmp_path):
     """Export (test hub), pin, verify, offline load, the CLI, the options in config.toml and in the JSON,
     and the API of the real app: nothing outside testkit/clip_length_family.py knows this family."""

@@ -23,11 +23,10 @@ from gradio_client import Client, handle_file
 import localstt.cli
 import localstt.engine
 import localstt.formats
-import model_loader
-from localstt.config import load_config
+from localstt.errors import LoadError
 from localstt.logfile import LOG_DIR_ENV
 from testkit.app import launch_app
-from testkit.store_env import REPO_ROOT, Project
+from testkit.store_env import REPO_ROOT, Project, config_on
 from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
@@ -44,7 +43,7 @@ def disk_error() -> OSError:
 
 ERRORS = {  # case: (what raises it, the error, how the sentence names it)
     "RuntimeError in the engine": ("transcribe", cuda_error, f"RuntimeError ({CUDA_MESSAGE} ...)"),
-    "OSError writing the files": ("write_outputs", disk_error, "OSError ([Errno 5] Input/output error)"),
+    "OSError writing the files": ("publish_outputs", disk_error, "OSError ([Errno 5] Input/output error)"),
 }
 
 
@@ -56,8 +55,9 @@ def injected_failure(make_error: Callable[[], BaseException]) -> None:
 def inject(
     monkeypatch: pytest.MonkeyPatch, where: str, make_error: Callable[[], BaseException], names: set[str]
 ) -> None:
-    """Make localstt.engine.transcribe ("transcribe") or localstt.formats.write_outputs
-    ("write_outputs") raise `make_error()` for the recordings in `names`; the others run as usual.
+    """Make localstt.engine.transcribe ("transcribe") or localstt.formats.publish_outputs
+    ("publish_outputs", which writes a recording's files for the app and the CLI alike) raise
+    `make_error()` for the recordings in `names`; the others run as usual.
     A batch (engine.transcribe_together, the CLI's) that holds one of them fails as a whole, as a
     model would; the batch is then done one recording at a time."""
     if where == "transcribe":
@@ -77,15 +77,15 @@ def inject(
         monkeypatch.setattr(localstt.engine, "transcribe", transcribe)
         monkeypatch.setattr(localstt.engine, "transcribe_together", together)
     else:
-        real_write = localstt.formats.write_outputs
+        real_publish = localstt.formats.publish_outputs
         stems = {Path(name).stem for name in names}
 
-        def write_outputs(transcript: object, formats: object, out_dir: Path, stem: str) -> list[Path]:
+        def publish_outputs(rendered: object, out_dir: Path, stem: str) -> list[Path]:
             if stem in stems:
                 injected_failure(make_error)
-            return real_write(transcript, formats, out_dir, stem)
+            return real_publish(rendered, out_dir, stem)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(localstt.formats, "write_outputs", write_outputs)
+        monkeypatch.setattr(localstt.formats, "publish_outputs", publish_outputs)
 
 
 def three_recordings(folder: Path) -> list[Path]:
@@ -185,6 +185,7 @@ CLI_RUNNER = (
 )
 
 
+@pytest.mark.slow  # the CLI in its own process
 def test_cli_process_prints_no_traceback_and_honours_the_log_dir(exported_project: Project, tmp_path: Path):
     """The real command in its own process, the root logger writing to stderr, LOCALSTT_LOG_DIR set."""
     runner = tmp_path / "runner.py"
@@ -219,7 +220,7 @@ def test_cli_model_that_does_not_load_still_ends_the_run(
     inject(
         monkeypatch,
         "transcribe",
-        lambda: model_loader.LoadError("The export of parakeet is damaged."),
+        lambda: LoadError("The export of parakeet is damaged."),
         {"b.wav"},
     )
     out = tmp_path / "out"
@@ -237,16 +238,10 @@ def test_cli_model_that_does_not_load_still_ends_the_run(
 
 
 @pytest.fixture
-def app(exported_project: Project, model_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def app(transcription_app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     """The web app's object, its log in tmp_path/logs (LOCALSTT_LOG_DIR), over the session's store."""
-    from localstt.web.app import TranscriptionApp
-
     monkeypatch.setenv(LOG_DIR_ENV, str(tmp_path / "logs"))
-    application = TranscriptionApp(
-        load_config(exported_project.config), tmp_path / "outputs", upload_root=tmp_path / "uploads"
-    )
-    application.store = model_store
-    return application
+    return transcription_app()
 
 
 @pytest.fixture
@@ -298,7 +293,7 @@ def test_app_job_model_that_does_not_load_is_still_one_error(
     inject(
         monkeypatch,
         "transcribe",
-        lambda: model_loader.LoadError("The export of parakeet is damaged."),
+        lambda: LoadError("The export of parakeet is damaged."),
         {"b.wav"},
     )
     with pytest.raises(gr.Error) as caught:
@@ -340,6 +335,7 @@ def drain_warnings(job: object) -> list[str]:
     return shown
 
 
+@pytest.mark.slow  # the app in its own process
 def test_web_app_over_http_does_the_other_files(exported_project: Project, tmp_path: Path):
     """The real server (its transcribe wrapped by a runner script, no hook in the app) and
     gradio_client: the job returns two transcripts and one warning; the server prints no traceback."""
@@ -348,7 +344,8 @@ def test_web_app_over_http_does_the_other_files(exported_project: Project, tmp_p
     a, b, c = three_recordings(tmp_path / "in")
     log = tmp_path / "logs" / "localstt.log"
     env = {LOG_DIR_ENV: str(log.parent)}
-    with launch_app(exported_project, tmp_path / "app", runner=runner, env=env) as server:
+    config = config_on(exported_project, "cpu")
+    with launch_app(exported_project, tmp_path / "app", config=config, runner=runner, env=env) as server:
         client = Client(server.url, verbose=False)
         files = [handle_file(str(p)) for p in (a, b, c)]
         job = client.submit(files, None, "parakeet", ["txt"], api_name="/transcribe")

@@ -44,8 +44,23 @@ def with_preload(project: Project, folder: Path, preload: str | None) -> Path:
     return config
 
 
+MADE: list[TranscriptionApp] = []  # closed after each test (close_the_apps)
+
+
 def make_app(config: Path, tmp_path: Path) -> TranscriptionApp:
-    return TranscriptionApp(load_config(config), tmp_path / "outputs", upload_root=tmp_path / "uploads")
+    settings = load_config(config)
+    assert settings.runtime.device == "cpu"  # READY's "on cpu" is what the config asks for, GPU or not
+    app = TranscriptionApp(settings, tmp_path / "outputs", upload_root=tmp_path / "uploads")
+    MADE.append(app)
+    return app
+
+
+@pytest.fixture(autouse=True)
+def close_the_apps() -> Iterator[None]:
+    """Every app a test made is closed after it: its outputs' sweeper thread stopped."""
+    yield
+    while MADE:
+        MADE.pop().close()
 
 
 class LoadSpy:
@@ -74,8 +89,12 @@ class LoadSpy:
 
 
 @pytest.fixture
-def spy(exported_project: Project, monkeypatch: pytest.MonkeyPatch) -> LoadSpy:
-    return LoadSpy(monkeypatch, load_config(exported_project.config).model("parakeet").kind)
+def spy(exported_project: Project, monkeypatch: pytest.MonkeyPatch) -> Iterator[LoadSpy]:
+    spy = LoadSpy(monkeypatch, load_config(exported_project.config).model("parakeet").kind)
+    try:
+        yield spy
+    finally:
+        spy.release()  # a test that failed while holding the load leaves no thread waiting on it
 
 
 class Progress:
@@ -315,11 +334,14 @@ def status_over_http(client: Client) -> str:
 
 
 @pytest.fixture
-def served(exported_project: Project, tmp_path: Path) -> Iterator[Client]:
+def served(exported_project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")  # gradio_client here: no telemetry thread
+    assert load_config(exported_project.config).runtime.device == "cpu"  # as READY says
     with launch_app(exported_project, tmp_path / "app") as app:
         yield Client(app.url, verbose=False)
 
 
+@pytest.mark.slow
 def test_the_app_gets_ready_by_itself(served: Client):
     """Nothing but the status is asked; the warm-up loads parakeet and the status says so."""
     seen = [status_over_http(served)]

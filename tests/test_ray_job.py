@@ -9,9 +9,13 @@ sockets of the whole process tree (raylet and gcs_server included) and checks ev
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -28,13 +32,14 @@ import soundfile as sf
 from localstt.audio import decode_audio
 from localstt.errors import AudioError
 from localstt.runs.resume import JobEntry
-from testkit.store_env import OFFLINE_RUNNER
+from testkit.store_env import OFFLINE_RUNNER, kill_tree, process_alive, wait_for
 from testkit.tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
 
 pytest.importorskip("ray")
 
 PHRASE = PHRASE_TXT.read_text().strip()
 TESTS = Path(__file__).resolve().parent
+RAY_GONE_CEILING_S = 180  # a ceiling, not a goal: Ray's shutdown takes seconds
 
 DRIVER = """
 import json, sys
@@ -61,11 +66,25 @@ rows = [
 Path(args["report"]).write_text(json.dumps(rows))
 """
 
-# The command itself: `transcribe FILES --ray --actors N` (localstt/cli.py).
+# The command itself: `transcribe FILES --ray --actors N` (localstt/cli.py). With HOLD_AFTER_LINES
+# set, it stops in its tracks once that many lines are in job.jsonl, Ray still running, to be killed.
 CLI_DRIVER = """
-import json, sys
+import json, os, sys, threading
+import localstt.runs.resume
 from localstt.cli import main
 
+if os.environ.get("HOLD_AFTER_LINES"):
+    append = localstt.runs.resume.JobLog.append
+    written = 0
+
+    def append_then_hold(self, entry):
+        global written
+        append(self, entry)
+        written += 1
+        if written == int(os.environ["HOLD_AFTER_LINES"]):
+            threading.Event().wait()
+
+    localstt.runs.resume.JobLog.append = append_then_hold
 sys.exit(main(json.loads(sys.argv[1])))
 """
 
@@ -112,7 +131,9 @@ class Job:
     attempts: list[str]
     guarded: list[str]
     sockets: set[tuple[str, str, str]] = field(default_factory=set)  # (process, local, remote)
+    processes: dict[int, psutil.Process] = field(default_factory=dict)  # all seen, Ray's included
     ray_pids: set[int] = field(default_factory=set)
+    ray_outlived: list[int] = field(default_factory=list)  # Ray's processes alive long after the job
     actor_pids: set[int] = field(default_factory=set)  # the TranscriberActor pool's processes
 
 
@@ -129,6 +150,7 @@ def _watch(root: psutil.Process, job: Job, stop: threading.Event) -> None:
         except psutil.NoSuchProcess:
             return
         for process in processes:
+            job.processes.setdefault(process.pid, process)
             try:
                 if _is_ray(process):
                     job.ray_pids.add(process.pid)
@@ -152,19 +174,23 @@ def run_job(
     config: Path | None = None,
     command: bool = False,
     extra: tuple[str, ...] = (),
+    hold_after_lines: int = 0,
 ) -> Job:
     """The driver above (`command`: the CLI with --ray), in its own process with the network blocked,
-    watched from here."""
+    watched from here. `hold_after_lines`: the command stops after that many lines of job.jsonl, and
+    the whole job (Ray included) is killed from here, as a user or a power cut stops it."""
     out = tmp_path / "out"
     driver = tmp_path / "driver.py"
     driver.write_text(CLI_DRIVER if command else DRIVER, encoding="utf-8")
     site = tmp_path / "site"
-    site.mkdir()
+    site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(
         SITECUSTOMIZE.format(offline=str(OFFLINE_RUNNER)), encoding="utf-8"
     )
     attempts, guarded, report = tmp_path / "attempts.log", tmp_path / "guarded.log", tmp_path / "report.json"
     env = exported_project.env(OFFLINE_ATTEMPTS_FILE=str(attempts), OFFLINE_GUARDED_FILE=str(guarded))
+    if hold_after_lines:
+        env["HOLD_AFTER_LINES"] = str(hold_after_lines)
     env["PYTHONPATH"] = f"{site}:{env['PYTHONPATH']}"
     arguments = {
         "paths": [str(p) for p in paths],
@@ -184,26 +210,43 @@ def run_job(
             "txt,json",
         ]
         arguments = [*argv, "--ray", "--actors", str(actors), *extra]  # type: ignore[assignment]
-    process = subprocess.Popen(
-        [sys.executable, str(OFFLINE_RUNNER), "--allow-loopback", str(driver), json.dumps(arguments)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w", encoding="utf-8") as err:
+        process = subprocess.Popen(
+            [sys.executable, str(OFFLINE_RUNNER), "--allow-loopback", str(driver), json.dumps(arguments)],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,  # its own process group, Ray's processes in it
+        )
+    ray_temp_before = set(Path("/tmp").glob("lsr*"))
     job = Job(0, "", [], [], [], [])
     stop = threading.Event()
     watcher = threading.Thread(target=_watch, args=(psutil.Process(process.pid), job, stop), daemon=True)
     watcher.start()
     try:
-        _, job.stderr = process.communicate(timeout=600)
+        if hold_after_lines:
+            log = out / "job.jsonl"
+            wait_for(
+                f"{hold_after_lines} lines in job.jsonl",
+                lambda: log.exists() and len(log.read_text().splitlines()) >= hold_after_lines,
+                seen=lambda: stderr.read_text()[-3000:],
+                process=process,
+                timeout=600,
+            )
+        else:
+            process.wait(timeout=600)
+            job.ray_outlived = outliving([job.processes[pid] for pid in job.ray_pids], RAY_GONE_CEILING_S)
     finally:
         stop.set()
         watcher.join()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        left = kill_job(process, job)
+        if hold_after_lines:  # a killed driver never removes its local Ray's temp folder: do it here
+            for folder in set(Path("/tmp").glob("lsr*")) - ray_temp_before:
+                shutil.rmtree(folder, ignore_errors=True)
+    job.stderr = stderr.read_text()
+    assert left == [], f"the job's processes outlived its kill: {left}"
     job.returncode = process.returncode
     job.rows = json.loads(report.read_text()) if report.exists() else []
     log = out / "job.jsonl"
@@ -211,6 +254,17 @@ def run_job(
     job.attempts = attempts.read_text().splitlines() if attempts.exists() else []
     job.guarded = guarded.read_text().splitlines() if guarded.exists() else []
     return job
+
+
+def kill_job(process: subprocess.Popen[bytes], job: Job) -> list[str]:
+    """Nothing of the job is left afterwards: its process group is killed, and every process of its
+    tree (Ray's daemons included, wherever they went). Returns what is still alive (should be none)."""
+    # Safe after the leader is gone too: Linux keeps a group's id while any process is in it.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    alive = kill_tree(process, also=job.processes.values())
+    process.wait(timeout=60)
+    return [f"{p.pid} {' '.join(p.cmdline())[:200]}" for p in alive if process_alive(p)]
 
 
 def is_loopback(ip: str) -> bool:
@@ -228,23 +282,22 @@ def assert_only_loopback(job: Job) -> None:
     assert any("default_worker.py" in line for line in job.guarded), job.guarded  # workers were guarded
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+def outliving(processes: list[psutil.Process], ceiling: float) -> list[int]:
+    """Waits until none of `processes` runs; the pids of those still running after `ceiling` s."""
+    deadline = time.monotonic() + ceiling
+    while (alive := [p.pid for p in processes if process_alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive
 
 
 def assert_ray_gone(job: Job) -> None:
+    """Ray's processes ended by themselves after the job (run_job waited for that, then killed
+    whatever was left)."""
     assert job.ray_pids, "no Ray process was seen"
-    deadline = time.monotonic() + 20
-    left = set(job.ray_pids)
-    while left and time.monotonic() < deadline:
-        left = {pid for pid in left if _alive(pid)}
-        time.sleep(0.5)
-    assert left == set(), f"Ray processes left behind: {left}"
+    assert job.ray_outlived == [], f"Ray processes still running {RAY_GONE_CEILING_S} s after the job"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("actors", [1, 2])
 def test_a_ray_job_transcribes_each_file_once_per_actor_load_and_stays_on_loopback(
     exported_project, recordings, tmp_path: Path, actors: int
@@ -303,6 +356,7 @@ def test_a_node_without_the_export_fails_the_job_with_one_sentence_naming_it(
     assert_ray_gone(job)
 
 
+@pytest.mark.slow
 def test_the_command_with_ray_does_the_good_files_and_names_the_bad_one(
     exported_project, recordings, tmp_path: Path
 ):
@@ -324,6 +378,7 @@ def test_the_command_with_ray_does_the_good_files_and_names_the_bad_one(
     assert_ray_gone(job)
 
 
+@pytest.mark.slow
 def test_the_command_with_ray_names_the_speakers(exported_project, recordings, tmp_path: Path):
     good, _ = recordings
     truth = json.loads(PHRASE_DIALOGUE_JSON.read_text(encoding="utf-8"))
@@ -344,3 +399,30 @@ def test_the_command_with_ray_names_the_speakers(exported_project, recordings, t
     assert job.attempts == []
     assert_only_loopback(job)
     assert_ray_gone(job)
+
+
+@pytest.mark.slow  # Ray, twice
+def test_a_stopped_ray_job_resumes_with_every_file_done_once(exported_project, recordings, tmp_path: Path):
+    """docs/usage.md: "a stopped `--ray` job resumes like any other". The command is stopped after
+    three recordings are in job.jsonl, and the whole job killed (Ray's daemons with it); the same
+    command again does the rest."""
+    good, _ = recordings
+    paths = good[:8]
+    stopped = run_job(exported_project, tmp_path, paths, 1, command=True, hold_after_lines=3)
+    assert stopped.returncode == -signal.SIGKILL, stopped.stderr[-3000:]
+    assert stopped.ray_pids, "Ray was not running when the job was stopped"
+    assert [entry.status for entry in stopped.lines] == ["done"] * 3
+
+    resumed = run_job(exported_project, tmp_path, paths, 1, command=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.lines[:3] == stopped.lines  # what was done stays done
+    assert sorted(entry.input for entry in resumed.lines) == sorted(str(p) for p in paths)  # each once
+    assert {entry.status for entry in resumed.lines} == {"done"}
+    for path in paths:
+        assert (tmp_path / "out" / f"{path.stem}.txt").read_text().strip() == PHRASE
+        assert json.loads((tmp_path / "out" / f"{path.stem}.json").read_text())["text"] == PHRASE
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        ["job.jsonl", *(f"{p.stem}.{ext}" for p in paths for ext in ("txt", "json"))]
+    )
+    assert resumed.attempts == []
+    assert_ray_gone(resumed)

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-import model_loader  # noqa: F401  (offline switches before NeMo and the hub client are imported)
+import localstt.offline  # noqa: F401  (offline switches before NeMo and the hub client are imported)
 from localstt.errors import LoadError
 from localstt.loading import speechlm as salm_loading
 from localstt.loading.nemo_archive import meta_tensors
+from testkit.store_env import console_as_an_entry_point
 from testkit.tiny_models import PHRASE_WAV, transcribe_prompt
 
 
@@ -32,6 +34,13 @@ def reference(export_dir: Path) -> Any:
     from nemo.collections.speechlm2.models import SALM
 
     return SALM.from_pretrained(str(export_dir), local_files_only=True).eval()
+
+
+@pytest.fixture
+def console() -> Iterator[None]:
+    """The console lines the loader's user sees (the test reads them from stderr)."""
+    with console_as_an_entry_point():
+        yield
 
 
 def sha256(path: Path) -> str:
@@ -73,7 +82,9 @@ def test_environment_switch_uses_from_pretrained(export_dir: Path, reference: An
     assert torch.equal(generated(model), generated(reference))
 
 
-def test_failing_internals_fall_back_to_from_pretrained(export_dir: Path, reference: Any, monkeypatch, capfd):
+def test_failing_internals_fall_back_to_from_pretrained(
+    export_dir: Path, reference: Any, monkeypatch, capfd, console
+):
     def broken(folder: Path) -> Any:
         raise AttributeError("'SALM' object has no attribute 'embed_tokens'")
 

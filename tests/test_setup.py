@@ -26,6 +26,7 @@ CERT_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_C
 DOCS = "docs.astral.sh"
 
 needs_system_python = pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="no /usr/bin/python3 here")
+installs = pytest.mark.slow  # downloads uv from the package index (or waits for it not to answer)
 
 
 def user_pip_config() -> str | None:
@@ -81,6 +82,7 @@ def fresh_home(tmp_path: Path) -> Path:
     return home
 
 
+@installs
 @needs_system_python
 def test_installs_uv_with_the_externally_managed_system_python(tmp_path: Path) -> None:
     stdlib = subprocess.run(
@@ -96,6 +98,7 @@ def test_installs_uv_with_the_externally_managed_system_python(tmp_path: Path) -
     assert_working_uv(run_script(clean_env(home)), home)
 
 
+@installs
 @needs_system_python
 def test_a_python_without_pip_first_on_path(tmp_path: Path) -> None:
     nopip = tmp_path / "nopip"
@@ -109,6 +112,7 @@ def test_a_python_without_pip_first_on_path(tmp_path: Path) -> None:
     assert str(nopip / "bin" / "python3") in result.stderr, "the pip-less Python was not the one tried first"
 
 
+@installs
 @needs_system_python
 def test_pip_target_where_venv_fails(tmp_path: Path) -> None:
     """A python3 whose venv module fails: uv comes from pip --target, which PEP 668 does not block."""
@@ -128,6 +132,7 @@ def test_pip_target_where_venv_fails(tmp_path: Path) -> None:
     assert not (uv.parent.parent / "pyvenv.cfg").exists(), "expected the --target layout, not a venv"
 
 
+@installs
 @needs_system_python
 def test_a_second_run_reuses_the_installed_uv(tmp_path: Path) -> None:
     home = fresh_home(tmp_path)
@@ -166,6 +171,7 @@ def test_no_python_at_all_gives_one_sentence(tmp_path: Path) -> None:
     assert not tools_dir(home).exists()
 
 
+@installs
 @needs_system_python
 def test_an_unreachable_index_leaves_nothing_behind(tmp_path: Path) -> None:
     empty = tmp_path / "no-wheels"
@@ -183,6 +189,7 @@ def test_an_unreachable_index_leaves_nothing_behind(tmp_path: Path) -> None:
     assert list(tools_dir(home).iterdir()) == []
 
 
+@installs
 @needs_system_python
 def test_a_killed_install_leaves_nothing_half_made(tmp_path: Path) -> None:
     fake = tmp_path / "fake"

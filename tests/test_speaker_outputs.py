@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import srt
 import webvtt
 from test_cli import run_cli
@@ -34,6 +35,7 @@ def true_speaker(start: float, end: float) -> int:
     return int(turn["speaker"])
 
 
+@pytest.mark.slow  # the CLI in its own process
 def test_the_cli_names_each_speaker_at_the_right_words(exported_project: Project, tmp_path: Path):
     out = tmp_path / "out"
     result = run_cli(
@@ -79,6 +81,7 @@ def test_the_cli_names_each_speaker_at_the_right_words(exported_project: Project
     assert [(e["status"], e["speakers"]) for e in job] == [("done", "on")]
 
 
+@pytest.mark.slow  # the CLI in its own process
 def test_names_map_in_order_of_first_appearance_and_a_new_setting_is_done_again(
     exported_project: Project, tmp_path: Path
 ):
