@@ -3,9 +3,10 @@
 `torch.cuda.is_bf16_supported()` also counts bfloat16 that the GPU only emulates, so the decision is
 made from the compute capability (`torch.cuda.get_device_capability()`):
 
-* 8.0 and up (A100, H100, L4, RTX 30xx/40xx): native bfloat16. An ASR model keeps float32 weights
-  and runs under bfloat16 autocast; a speech-LLM (a family whose makeup names a language model) is
-  cast whole to bfloat16.
+* 8.0 and up (A100, H100, L4, RTX 30xx/40xx): native bfloat16. An ASR model whose makeup says so
+  (`bfloat16_weights`) is cast whole to bfloat16, as the Open ASR Leaderboard runs it; another keeps
+  float32 weights and runs under bfloat16 autocast; a speech-LLM (a family whose makeup names a
+  language model) is cast whole to bfloat16.
 * 7.x (V100, T4, RTX 20xx): fast float16, no bfloat16. An ASR model's encoder runs under float16
   autocast, its decoder in float32. A speech-LLM's language model stays float32: float16 tops out at
   65504 and a large LLM's activations can pass that (inf, then NaN logits); its speech encoder runs
@@ -42,6 +43,10 @@ class ModelMakeup:
     # A family with a language model: what keeping it float32 costs, for the notes (e.g. "about 10 GB
     # for its 2.5 B parameters"); "" for a family without one (an ASR model).
     language_model: str = ""
+    # An ASR model whose weights are cast to bfloat16 where the GPU has it natively, as the Open ASR
+    # Leaderboard runs it (`model.to(torch.bfloat16)`): half the weights' memory, and a bfloat16
+    # decoder and joint too. Otherwise float32 weights under bfloat16 autocast.
+    bfloat16_weights: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,8 @@ def choose_precision(
         return _float16(makeup, card, bf16_instead=cc >= NATIVE_BF16, asked=True)
     if cc >= NATIVE_BF16:
         if not makeup.language_model:
+            if makeup.bfloat16_weights:
+                return Precision("bfloat16")
             return Precision("float32", autocast="bfloat16")
         return Precision("bfloat16", autocast="bfloat16", llm="bfloat16")
     asked = ' (dtype = "bfloat16" in config.toml)' if requested == "bfloat16" else ""

@@ -9,6 +9,9 @@ missing, and Parakeet's decoder LSTM runs float32 in this scheme anyway).
 from __future__ import annotations
 
 import dataclasses
+import logging
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +19,13 @@ import pytest
 import torch
 
 import localstt.store
-import model_loader
 from localstt.config import load_config
 from localstt.loading import speechlm as salm_loading
 from localstt.models import family_for
 from localstt.precision import FLOAT16_MAX, Precision, autocast_context, autocast_forward
 from localstt.precision import choose_precision as choose_for_makeup
+from localstt.store import ModelStore
+from testkit.simulated_gpu import CARDS, simulated_gpu
 from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV, transcribe_prompt
 
 PHRASE = PHRASE_TXT.read_text(encoding="utf-8").strip()
@@ -40,7 +44,8 @@ REQUESTS = ("auto", "bfloat16", "float16", "float32")
 
 F32 = Precision("float32")  # an ASR model, all float32
 F32_SALM = Precision("float32", llm="float32")
-BF16_AUTOCAST = Precision("float32", autocast="bfloat16")  # Parakeet on Ampere and newer, as before
+BF16_AUTOCAST = Precision("float32", autocast="bfloat16")  # an ASR model's float32 weights under autocast
+BF16_WEIGHTS = Precision("bfloat16")  # Parakeet on Ampere and newer: cast whole, as the leaderboard runs it
 BF16_SALM = Precision("bfloat16", autocast="bfloat16", llm="bfloat16")  # Canary-Qwen there, as before
 FP16_ENCODER = Precision("float32", encoder_autocast="float16")
 PRE_AMPERE_SALM = Precision("float32", encoder_autocast="float16", llm="float32")
@@ -52,9 +57,9 @@ TABLE: dict[tuple[str, tuple[int, int] | None], tuple[Precision, ...]] = {
     ("nemo-asr", (6, 1)): (F32, F32, FP16_ENCODER, F32),
     ("nemo-asr", (7, 0)): (FP16_ENCODER, FP16_ENCODER, FP16_ENCODER, F32),
     ("nemo-asr", (7, 5)): (FP16_ENCODER, FP16_ENCODER, FP16_ENCODER, F32),
-    ("nemo-asr", (8, 0)): (BF16_AUTOCAST, BF16_AUTOCAST, FP16_ENCODER, F32),
-    ("nemo-asr", (8, 6)): (BF16_AUTOCAST, BF16_AUTOCAST, FP16_ENCODER, F32),
-    ("nemo-asr", (9, 0)): (BF16_AUTOCAST, BF16_AUTOCAST, FP16_ENCODER, F32),
+    ("nemo-asr", (8, 0)): (BF16_WEIGHTS, BF16_WEIGHTS, FP16_ENCODER, F32),
+    ("nemo-asr", (8, 6)): (BF16_WEIGHTS, BF16_WEIGHTS, FP16_ENCODER, F32),
+    ("nemo-asr", (9, 0)): (BF16_WEIGHTS, BF16_WEIGHTS, FP16_ENCODER, F32),
     ("salm", None): (F32_SALM, F32_SALM, F32_SALM, F32_SALM),
     ("salm", (6, 1)): (F32_SALM, F32_SALM, FP16_SALM, F32_SALM),
     ("salm", (7, 0)): (PRE_AMPERE_SALM, PRE_AMPERE_SALM, FP16_SALM, F32_SALM),
@@ -152,18 +157,54 @@ def test_bad_inputs_are_refused():
         choose_precision("cuda", (8, 0), "auto", "whisper")
 
 
-def test_engine_autocasts_only_where_the_precision_says():
+def test_engine_autocasts_only_where_the_precision_says(monkeypatch):
     from contextlib import nullcontext
 
     assert isinstance(autocast_context("cuda", None), nullcontext)  # e.g. a T4: the encoder autocasts itself
     assert isinstance(autocast_context("cpu", "bfloat16"), nullcontext)
     assert isinstance(autocast_context("cuda", "float32"), nullcontext)
-    with pytest.warns(UserWarning, match="CUDA is not available"):  # this test machine has no GPU
+    with simulated_gpu(CARDS["h100"]), warnings.catch_warnings():
+        warnings.simplefilter("error")  # a GPU that has bfloat16: torch takes the context as it is
+        context = autocast_context("cuda", "bfloat16")
+    assert isinstance(context, torch.autocast) and context.fast_dtype == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # no GPU: torch says so, and disables it
+    with pytest.warns(UserWarning, match="CUDA is not available"):
         context = autocast_context("cuda", "bfloat16")
     assert isinstance(context, torch.autocast) and context.fast_dtype == torch.bfloat16
 
 
 # --------------------------------------------------------------------------- the loader's choice
+
+
+class PackageLog(logging.Handler):
+    """What the package logs (the lines an entry point shows on the console), kept for the test: a
+    handler on the `localstt` logger itself, whatever the libraries do to the root logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def said(self, level: int = logging.WARNING) -> list[str]:
+        """The messages at `level` and above, since the last call; forgotten once read."""
+        lines = [r.getMessage() for r in self.records if r.levelno >= level]
+        self.records.clear()
+        return lines
+
+
+@pytest.fixture
+def package_log() -> Iterator[PackageLog]:
+    logger = logging.getLogger("localstt")
+    handler, level = PackageLog(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def config_with(exported_project: Any, device: str, dtype: str) -> Any:
@@ -174,7 +215,7 @@ def config_with(exported_project: Any, device: str, dtype: str) -> Any:
 
 
 @pytest.mark.parametrize("requested", ["auto", "bfloat16"])
-def test_a_t4_gets_float16_and_no_bfloat16(exported_project, monkeypatch, capsys, requested: str):
+def test_a_t4_gets_float16_and_no_bfloat16(exported_project, monkeypatch, package_log, requested: str):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)  # emulated counts
@@ -188,47 +229,50 @@ def test_a_t4_gets_float16_and_no_bfloat16(exported_project, monkeypatch, capsys
     for precision in (parakeet, canary):
         fields = (precision.weights, precision.autocast, precision.encoder_autocast, precision.llm)
         assert "bfloat16" not in fields and precision.dtype == "float32"
-    err = capsys.readouterr().err.splitlines()
+    err = package_log.said()
     assert err == [parakeet.note, canary.note]  # one line per load, and nothing else
     assert all(line.startswith(f"note: {T4} has no native bfloat16") for line in err)
 
 
-def test_cpu_with_bfloat16_in_config_runs_float32_with_one_note(exported_project, monkeypatch, capsys):
+def test_cpu_with_bfloat16_in_config_runs_float32_with_one_note(exported_project, monkeypatch, package_log):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     device, precision = pick(config_with(exported_project, "cpu", "bfloat16"), "salm")
     assert (device, dataclasses.replace(precision, note="")) == ("cpu", F32_SALM)
-    assert capsys.readouterr().err == NOTES[("nemo-asr", None, "bfloat16")] + "\n"
+    assert package_log.said() == [NOTES[("nemo-asr", None, "bfloat16")]]
 
-    store = model_loader.ModelStore(config_with(exported_project, "cpu", "bfloat16"))
+    store = ModelStore(config_with(exported_project, "cpu", "bfloat16"))
     loaded = store.load("parakeet")
-    captured = capsys.readouterr()
-    assert [line for line in captured.err.splitlines() if "bfloat16" in line] == [
+    said = package_log.said(logging.INFO)
+    assert [line for line in said if "bfloat16" in line] == [
         'note: dtype = "bfloat16" in config.toml is for GPUs; the CPU runs float32'
     ]
     assert (loaded.device, loaded.dtype, loaded.precision.note) == ("cpu", "float32", precision.note)
     assert dataclasses.replace(loaded.precision, note="") == F32
-    assert "on cpu (float32)" in captured.out
+    assert any("on cpu (float32)" in line for line in said)
     assert next(loaded.model.parameters()).dtype == torch.float32
 
 
 # --------------------------------------------------------------------------- finite on the tiny models
 
 
-def t4_store(exported_project: Any, monkeypatch: pytest.MonkeyPatch) -> model_loader.ModelStore:
+def t4_store(exported_project: Any, monkeypatch: pytest.MonkeyPatch) -> ModelStore:
     """A store that loads on the CPU exactly what it would put on a T4 (the precision of compute 7.5)."""
 
     def as_on_a_t4(config: Any, family: Any) -> tuple[str, Precision]:
         return "cpu", choose_for_makeup("cuda", (7, 5), config.runtime.dtype, family.makeup)
 
     monkeypatch.setattr(localstt.store, "pick_device_and_precision", as_on_a_t4)
-    return model_loader.ModelStore(load_config(exported_project.config))
+    return ModelStore(load_config(exported_project.config))
 
 
-def test_parakeet_encoder_under_float16_autocast_is_finite_and_exact(exported_project, monkeypatch, capsys):
+def test_parakeet_encoder_under_float16_autocast_is_finite_and_exact(
+    exported_project, monkeypatch, package_log
+):
     loaded = t4_store(exported_project, monkeypatch).load("parakeet")
     model = loaded.model
     assert loaded.precision == choose_precision("cuda", (7, 5), "auto", "nemo-asr")
-    assert "(float32 weights, float16 autocast in the speech encoder)" in capsys.readouterr().out
+    loaded_line = "(float32 weights, float16 autocast in the speech encoder)"
+    assert any(loaded_line in line for line in package_log.said(logging.INFO))
     seen: dict[str, Any] = {}
     model.encoder.layers[0].register_forward_hook(lambda m, i, out: seen.update(inside=out))
     model.encoder.register_forward_hook(lambda m, i, out: seen.update(encoded=out[0]))
@@ -349,8 +393,6 @@ def test_nemo_attention_leaves_float16_for_float32_not_emulated_bfloat16(monkeyp
 
     from localstt import precision
 
-    # A T4: bfloat16 tensors can be made (emulation), no native bfloat16.
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
     monkeypatch.setattr(
         multi_head_attention, "avoid_float16_autocast_context", cast_utils.avoid_float16_autocast_context
     )
@@ -360,7 +402,7 @@ def test_nemo_attention_leaves_float16_for_float32_not_emulated_bfloat16(monkeyp
     )  # the state the encoder's float16 autocast leaves (no GPU needed)
     torch.set_autocast_dtype("cuda", torch.float16)
     try:
-        with pytest.warns(UserWarning, match="CUDA is not available"):
+        with simulated_gpu(CARDS["t4"]):  # bfloat16 tensors can be made (emulation), no native bfloat16
             nemo_choice = multi_head_attention.avoid_float16_autocast_context()
             precision.native_bf16_in_nemo_attention()
             ours = multi_head_attention.avoid_float16_autocast_context()
@@ -371,11 +413,10 @@ def test_nemo_attention_leaves_float16_for_float32_not_emulated_bfloat16(monkeyp
     assert ours.fast_dtype == torch.float32
     assert multi_head_attention.avoid_float16_autocast_context is precision.avoid_float16_autocast_context
 
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # an A100
     torch.set_autocast_enabled("cuda", True)
     torch.set_autocast_dtype("cuda", torch.float16)
     try:
-        with pytest.warns(UserWarning, match="CUDA is not available"):
+        with simulated_gpu(CARDS["h100"]):  # native bfloat16
             assert precision.avoid_float16_autocast_context().fast_dtype == torch.bfloat16  # as NeMo does
     finally:
         torch.set_autocast_enabled("cuda", was[0])
