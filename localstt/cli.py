@@ -34,16 +34,21 @@ from tqdm import tqdm
 import localstt.offline  # noqa: F401,I001  # first: nothing this command imports can reach a hub
 from localstt.audio import probe_seconds
 from localstt.engine import diarizer_key
-from localstt.errors import ConfigError, LocalSttError
+from localstt.errors import ConfigError, LocalSttError, VocabularyError
 from localstt.formats import WRITERS
+from localstt.library.keeper import Keeper
 from localstt.live.command import run_live
 from localstt.logfile import log_to_console
+from localstt.options import TranscribeOptions
 from localstt.runs.batch import run_job_here
 from localstt.runs.ray import run_job_on_ray
 from localstt.runs.result import RecordingResult
 from localstt.runs.resume import JOB_FILE, Job
 from localstt.speakers import parse_names
+from localstt.spec import Vocabulary
 from localstt.store import ModelStore, default_store
+from localstt.subtitles import LIMITS
+from localstt.vocabulary import merged, parse_phrases, parse_rules
 
 AUDIO_SUFFIXES = {
     ".wav",
@@ -145,12 +150,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="names for the speakers in the order they are first heard (implies --speakers)",
     )
     parser.add_argument(
+        "--vocabulary", metavar="FILE", help="phrases to recognise, one a line (adds to config.toml's)"
+    )
+    parser.add_argument(
+        "--hotwords", metavar='"A, B"', default="", help="phrases to recognise, comma-separated"
+    )
+    parser.add_argument("--replace", metavar="FILE", help="replacement rules, one `find => replace` a line")
+    parser.add_argument(
         "--live",
         metavar="SOURCE",
         help="transcribe live from SOURCE: - for standard input (raw 16 kHz 16-bit PCM, or WAV/FLAC/Ogg "
         "as a stream), or a file; each line is printed as it settles",
     )
     parser.add_argument("--realtime", action="store_true", help="with --live FILE: play it at real-time pace")
+    parser.add_argument(
+        "--library",
+        action="store_true",
+        help="also keep each transcript in the library ([library] in config.toml)",
+    )
+    for key, _, low, high, whole in LIMITS:
+        parser.add_argument(
+            f"--{key.replace('_', '-')}",
+            type=int if whole else float,
+            metavar="N",
+            help=f"SRT/VTT: {key.replace('_', ' ')}, {low:g} to {high:g} (default: [subtitles])",
+        )
     args = parser.parse_args(argv)
     log_to_console(info_to_stderr=args.live is not None)  # --live: stdout is the transcript
 
@@ -177,8 +201,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    try:
+        base = store.config.transcription.vocabulary
+        vocabulary = job_vocabulary(base, args.vocabulary, args.hotwords, args.replace)
+    except VocabularyError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.live is not None:
-        return _live(args.live, model_key, formats, Path(args.out), store, args.realtime, args.inputs)
+        live_options = store.config.transcription.replace(vocabulary=vocabulary)
+        return _live(
+            args.live, model_key, formats, Path(args.out), store, args.realtime, args.inputs, live_options
+        )
     if not args.inputs and not args.manifest:
         print("error: name the recordings: files, folders or --manifest LIST.jsonl.", file=sys.stderr)
         return 2
@@ -196,8 +229,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: no audio files found in the given folders.", file=sys.stderr)
         return 2
     options = store.config.transcription.replace(
-        speakers=speakers, speaker_names=tuple(parse_names(args.speaker_names))
+        speakers=speakers, speaker_names=tuple(parse_names(args.speaker_names)), vocabulary=vocabulary
     )
+    try:
+        layout = store.config.subtitles.replace(**{name: getattr(args, key) for key, name, *_ in LIMITS})
+    except ValueError as error:
+        print(f"error: --{str(error).replace('_', '-')}", file=sys.stderr)
+        return 2
+    library = store.config.library
+    keeping = args.library or (library is not None and library.cli)
+    keeper = Keeper(library, store.config.path, on=keeping)
+    if keeping and not keeper.available:
+        print(f"warning: {keeper.problem} Transcribing without it.", file=sys.stderr)
     out_dir = Path(args.out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -216,10 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ray is None:  # on Ray each actor loads its own replica; this process needs none
         loader.start()
     try:
-        job = Job(files, model_key, spec.revision, formats, out_dir, options, store.config.path)
+        job = Job(
+            files, model_key, spec.revision, formats, out_dir, options, store.config.path, layout=layout
+        )
         if job.skipped:
             print(f"{job.skipped} of {len(files)} already done in {job.log.path}; doing the rest.")
-        status = run_job(job, store, ray)
+        status = run_job(job, store, ray, keeper)
     except LocalSttError as error:  # the model or the configuration: no other file would work
         print(f"error: {error}", file=sys.stderr)
         status = 2
@@ -235,6 +280,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+def job_vocabulary(
+    base: Vocabulary, phrases_file: str | None, hotwords: str, rules_file: str | None
+) -> Vocabulary:
+    """config.toml's vocabulary with the command line's phrases and rules added; VocabularyError (one
+    sentence) for a file that cannot be read or a phrase or rule that cannot be used."""
+
+    def read(name: str) -> str:
+        try:
+            return Path(name).expanduser().read_text(encoding="utf-8")
+        except OSError as error:
+            raise VocabularyError(f"Cannot read {name} ({error.strerror or error}).") from None
+
+    phrases = [*(parse_phrases(read(phrases_file)) if phrases_file else []), *parse_phrases(hotwords)]
+    rules = parse_rules(read(rules_file)) if rules_file else ()
+    return merged(base, phrases, rules)
+
+
 def _live(
     source: str,
     model_key: str,
@@ -243,22 +305,24 @@ def _live(
     store: ModelStore,
     realtime: bool,
     others: Sequence[str],
+    options: TranscribeOptions,
 ) -> int:
     if others:
         print("error: --live takes one source; name no other recordings.", file=sys.stderr)
         return 2
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        return run_live(source, model_key, formats, out_dir, store, realtime)
+        return run_live(source, model_key, formats, out_dir, store, realtime, options.vocabulary)
     except LocalSttError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
 
-def run_job(job: Job, store: ModelStore, ray: RaySettings | None = None) -> int:
+def run_job(job: Job, store: ModelStore, ray: RaySettings | None = None, keeper: Keeper | None = None) -> int:
     """Transcribe what `job` has left to do, here or on Ray (localstt/runs/), with a progress bar;
-    each recording's outputs and line are written as soon as it is done. Exit status: 0, or 1 when
-    some failed (one `failed: FILE: sentence` line each, at the end).
+    each recording's outputs and line are written as soon as it is done, and it is kept in the
+    library by `keeper`. Exit status: 0, or 1 when some failed (one `failed: FILE: sentence` line
+    each, at the end).
 
     Raises:
         LocalSttError: one about the whole run (the model is not exported or does not load).
@@ -281,6 +345,11 @@ def run_job(job: Job, store: ModelStore, ray: RaySettings | None = None) -> int:
             elif result.transcript is not None:
                 outputs = ", ".join(map(str, result.outputs))
                 tqdm.write(f"{result.path}: {result.transcript.duration:.1f} s -> {outputs}")
+                sha256 = job.hashes.get(result.path)
+                if keeper is not None and (
+                    note := keeper.keep(result.transcript, "cli", source=result.path, sha256=sha256)
+                ):
+                    tqdm.write(f"warning: {note}")
                 bar.update(min(float(bar.total or 0) - bar.n, result.transcript.duration / 3600))
             bar.set_postfix_str(f"{finished}/{len(job.todo)} files")
 

@@ -12,11 +12,14 @@ from typing import Any, Literal
 
 import tomlkit
 
-from localstt.errors import ConfigError
+from localstt.errors import ConfigError, VocabularyError
+from localstt.library.settings import LibrarySettings
 from localstt.models import DEFAULT_KIND, Diarizer, Transcriber, families, family_for
 from localstt.options import TranscribeOptions
 from localstt.portability import atomic_write_text
-from localstt.spec import COMMIT_RE, LiveSettings, ModelSpec, find_config_path
+from localstt.spec import COMMIT_RE, LiveSettings, ModelSpec, Vocabulary, find_config_path
+from localstt.subtitles import SubtitleLayout
+from localstt.vocabulary import check_phrases, parse_phrases
 
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
@@ -81,6 +84,8 @@ class AppConfig:
     app: AppOptions = field(default_factory=AppOptions)
     transcription: TranscribeOptions = field(default_factory=TranscribeOptions)
     live: LiveOptions = field(default_factory=LiveOptions)
+    subtitles: SubtitleLayout = field(default_factory=SubtitleLayout)
+    library: LibrarySettings | None = None  # [library]; None (a config made in code): no library
 
     @property
     def max_audio_minutes(self) -> float:
@@ -210,6 +215,43 @@ def _live(table: dict[str, Any], path: Path) -> LiveOptions:
     )
 
 
+def _vocabulary(table: dict[str, Any], path: Path) -> Vocabulary:
+    """[vocabulary]: phrases (a list, and a file of one a line), strength, replacement rules in order."""
+    where = f"[vocabulary] in {path}"
+    phrases = table.get("phrases", [])
+    if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):
+        raise ConfigError(f'{where}: phrases is a list of strings, e.g. phrases = ["Ana Lopez", "NeMo"].')
+    phrases = list(phrases)
+    if file := str(table.get("phrases_file", "")).strip():
+        phrases_path = Path(file).expanduser()
+        phrases_path = phrases_path if phrases_path.is_absolute() else path.parent / phrases_path
+        try:
+            phrases += parse_phrases(phrases_path.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise ConfigError(
+                f"{where}: phrases_file {phrases_path} cannot be read ({error.strerror})."
+            ) from None
+    strength = table.get("strength", Vocabulary().strength)
+    if isinstance(strength, bool) or not isinstance(strength, int | float) or not 0 < strength <= 10:
+        raise ConfigError(
+            f"{where}: strength = {strength!r}; use a number above 0 and at most 10 (1.0 to start)."
+        )
+    rules = table.get("replacements", {})
+    if not isinstance(rules, dict) or not all(isinstance(v, str) and v.strip() for v in rules.values()):
+        raise ConfigError(
+            f'{where}: replacements is a table of "find" = "replace", e.g. "open ai" = "OpenAI".'
+        )
+    try:
+        checked = check_phrases(phrases)
+    except VocabularyError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    return Vocabulary(
+        phrases=checked,
+        strength=float(strength),
+        replacements=tuple((" ".join(str(k).split()), " ".join(v.split())) for k, v in rules.items()),
+    )
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
     config_path = find_config_path(path)
     document = _read_document(config_path).unwrap()
@@ -238,8 +280,12 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
             max_upload_mb=int(app.get("max_upload_mb", 2048)),
             preload=_preload(app, models, keep_all_loaded, config_path),
         ),
-        transcription=TranscribeOptions.from_table(transcription, str(config_path)),
+        transcription=TranscribeOptions.from_table(transcription, str(config_path)).replace(
+            vocabulary=_vocabulary(document.get("vocabulary", {}), config_path)
+        ),
         live=_live(document.get("live", {}), config_path),
+        subtitles=SubtitleLayout.from_table(document.get("subtitles", {}), str(config_path)),
+        library=LibrarySettings.from_table(document.get("library", {}), config_path),
     )
 
 

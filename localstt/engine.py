@@ -13,19 +13,20 @@ import re
 import time
 import traceback
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from localstt import memory
 from localstt.audio import DecodedAudio, decode_audio
-from localstt.errors import ConfigError, EngineError
+from localstt.errors import ConfigError, EngineError, VocabularyError
 from localstt.models import (
     Answerer,
     Diarizer,
     LoadedModel,
     ModelFamily,
+    PhraseBooster,
     Progress,
     SegmentsDone,
     Transcriber,
@@ -33,8 +34,10 @@ from localstt.models import (
 )
 from localstt.options import TranscribeOptions
 from localstt.speakers import label_speakers
+from localstt.spec import Vocabulary
 from localstt.store import ModelStore
 from localstt.transcript import Segment, SpeakerTurn, Transcript, display_names
+from localstt.vocabulary import apply_rules
 
 __all__ = [
     "EngineError",
@@ -106,9 +109,10 @@ def transcribe(
             if segments_done is not None:
                 segments_done(done)
 
-        # With speakers, segments are split where the speaker changes: none is final before that.
-        streaming = None if options.speakers else hand_on
-        with _out_of_memory_as_engine_error(loaded), loaded.lock:
+        # With speakers, segments are split where the speaker changes, and rules rewrite them at the
+        # end: none is final before that.
+        streaming = None if options.speakers or options.vocabulary.replacements else hand_on
+        with _out_of_memory_as_engine_error(loaded), loaded.lock, boosted(loaded, options.vocabulary):
             segments, notes = transcriber.transcribe(
                 loaded, decoded, options.of(family.options_type), report, streaming
             )
@@ -150,7 +154,7 @@ def transcribe_together(
     with store.use(model_key, progress=lambda message: report(0.0, message)) as loaded:
         family, transcriber = loaded.family, transcriber_of(loaded)
         started = time.perf_counter()
-        with _out_of_memory_as_engine_error(loaded), loaded.lock:
+        with _out_of_memory_as_engine_error(loaded), loaded.lock, boosted(loaded, options.vocabulary):
             results = transcriber.transcribe_batch(
                 loaded, [audio for audio, _ in recordings], options.of(family.options_type), report
             )
@@ -172,6 +176,33 @@ def transcribe_together(
             _transcript(segments, notes, audio, name, model_key, revision, own, options, family, turns)
         )
     return transcripts
+
+
+def boosted(loaded: LoadedModel, vocabulary: Vocabulary) -> AbstractContextManager[None]:
+    """The model decoding with `vocabulary`'s phrases boosted, where its family can; its phrases
+    checked against the model's tokenizer first (VocabularyError naming the first it cannot spell)."""
+    family = loaded.family
+    if not vocabulary.phrases or not isinstance(family, PhraseBooster):
+        return nullcontext()
+    checked = f"phrases checked {vocabulary.phrases_key}"
+    if checked not in loaded.cache:
+        for phrase in vocabulary.phrases:
+            if problem := family.phrase_problem(loaded, phrase):
+                raise VocabularyError(problem)
+        loaded.cache[checked] = True
+    return family.boosting(loaded, vocabulary)
+
+
+def vocabulary_notes(family: ModelFamily, vocabulary: Vocabulary) -> list[str]:
+    """What a transcript says of its vocabulary: where a family cannot boost, that its phrases were
+    not applied, and why."""
+    if not vocabulary.phrases or isinstance(family, PhraseBooster):
+        return []
+    rules = "; its replacement rules were" if vocabulary.replacements else ""
+    return [
+        f"the vocabulary's phrases were not applied: {family.name} models cannot be boosted (NeMo's "
+        f"phrase boosting does not reach their decoding){rules}"
+    ]
 
 
 def transcriber_of(loaded: LoadedModel) -> Transcriber[Any]:
@@ -284,7 +315,7 @@ def _transcript(
             ]
         if count == 0:
             notes = [*notes, "no speech was heard by the speaker diarizer"]
-    return Transcript(
+    transcript = Transcript(
         text=" ".join(segment.text for segment in segments).strip(),
         segments=segments,
         duration=round(audio.duration, 3),
@@ -292,11 +323,20 @@ def _transcript(
         revision=revision,
         timings={name: round(value, 4) for name, value in timings.items()},
         source_name=source_name,
-        notes=notes,
+        notes=[*notes, *vocabulary_notes(family, options.vocabulary)],
         options=options.used_by(family.options_type),
         speaker_turns=turns or [],
         speaker_names=names,
     )
+    return with_rules(transcript, options.vocabulary.replacements)
+
+
+def with_rules(transcript: Transcript, rules: Sequence[tuple[str, str]]) -> Transcript:
+    """`transcript` with the replacement rules applied; its options record the ones that fired."""
+    replaced, fired = apply_rules(transcript, rules)
+    if not fired:
+        return replaced
+    return dataclasses.replace(replaced, options={**replaced.options, "replacements_fired": fired})
 
 
 def split_thinking(reply: str) -> LlmAnswer:

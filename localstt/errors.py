@@ -22,6 +22,8 @@ RuntimeError, ...), so code that caught those still does.
     ├── AudioError           a recording cannot be read                         (per file)
     ├── EngineError          transcription failed in a way the user can act on  (per file)
     ├── LiveError            a live session cannot start or go on (full, too long, ended)  (per session)
+    ├── VocabularyError      a phrase or a replacement rule the job was given cannot be used
+    ├── LibraryError         the library of transcripts cannot be used, or an edit of it cannot be made
     ├── QueueFull            too many requests already wait for the model; try again later
     └── FastPathUnavailable  a fast loader cannot be used here; the plain loader runs instead (never
                              reaches the user)
@@ -74,6 +76,15 @@ class LiveError(LocalSttError):
     """A live session cannot start or go on; the message says why (the others go on)."""
 
     per_file = True
+
+
+class VocabularyError(LocalSttError, ValueError):
+    """A phrase or a replacement rule cannot be used; the message names it and says what to do."""
+
+
+class LibraryError(LocalSttError):
+    """The library of transcripts (localstt/library/) cannot be used, or an edit of it cannot be
+    made; the message says why and what to do. Transcription goes on without it."""
 
 
 class QueueFull(LocalSttError):

@@ -1,6 +1,7 @@
 """Transcript writers (TXT, SRT, WebVTT, JSON) behind one interface, and the cue builder.
 
-Cues: at most ``max_lines`` lines of at most ``max_chars`` characters, broken at word
+Cues (with the default line controls of localstt/subtitles.py; any other setting re-cuts them there):
+at most ``max_lines`` lines of at most ``max_chars`` characters, broken at word
 boundaries into lines of even length; at most ``max_duration`` seconds; at least 0.7 s where the
 next cue leaves room; never overlapping; end > start. Times are whole milliseconds from the
 start, so what is written is exactly what was checked. A segment too long for one cue is split
@@ -22,37 +23,30 @@ import itertools
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from localstt.portability import safe_file_stem, write_new_file, write_temporary
+from localstt.subtitles import (
+    DEFAULT_LAYOUT,
+    MIN_CUE_SECONDS,
+    PAUSE_BREAK_S,
+    Cue,
+    CutCues,
+    SubtitleLayout,
+    recut_cues,
+    spread,
+    wrap_balanced,
+)
+from localstt.subtitles import greedy_lines as _greedy_lines
 from localstt.transcript import Segment, Transcript, Word
 
-MIN_CUE_SECONDS = 0.7
-PAUSE_BREAK_S = 1.5  # a pause this long between words always ends a cue
+__all__ = ["Cue", "SubtitleLayout", "wrap_balanced"]  # with the names defined here
+
 PARAGRAPH_PAUSE_S = 2.0
 PARAGRAPH_CHARS = 600
-
-
-@dataclass(frozen=True)
-class Cue:
-    start_ms: int
-    end_ms: int
-    lines: tuple[str, ...]
-
-    @property
-    def start(self) -> float:
-        return self.start_ms / 1000
-
-    @property
-    def end(self) -> float:
-        return self.end_ms / 1000
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
 
 
 def build_cues(
@@ -86,22 +80,6 @@ def speaker_cues(
     cues = _fix_timing([cue for cue, _ in raw], round(MIN_CUE_SECONDS * 1000), round(max_duration * 1000))
     names = [name for _, name in sorted(raw, key=lambda pair: (pair[0].start_ms, pair[0].end_ms))]
     return list(zip(cues, names, strict=True))
-
-
-def wrap_balanced(words: Sequence[str], max_chars: int, max_lines: int) -> list[str] | None:
-    """``words`` in at most ``max_lines`` lines whose longest is as short as possible.
-
-    None when they do not fit in ``max_lines`` lines of ``max_chars`` characters.
-    """
-    text = " ".join(words)
-    if len(text) <= max_chars:
-        return [text] if text else []
-    narrowest = max(max(len(w) for w in words), math.ceil((len(text) - max_lines + 1) / max_lines))
-    for width in range(narrowest, max_chars + 1):
-        lines = _greedy_lines(words, width)
-        if len(lines) <= max_lines:
-            return lines
-    return None
 
 
 class SubtitleWriter(ABC):
@@ -146,12 +124,10 @@ class TxtWriter(SubtitleWriter):
 @dataclass(frozen=True)
 class SrtWriter(SubtitleWriter):
     extension: ClassVar[str] = "srt"
-    max_chars: int = 42
-    max_lines: int = 2
-    max_duration: float = 7.0
+    layout: SubtitleLayout = DEFAULT_LAYOUT
 
     def render(self, transcript: Transcript) -> str:
-        cues = speaker_cues(transcript, self.max_chars, self.max_lines, self.max_duration, lead=True)
+        cues = layout_cues(transcript, self.layout, lead=True).cues
         return "\n".join(
             f"{number}\n{format_timestamp(cue.start_ms, ',')} --> "
             f"{format_timestamp(cue.end_ms, ',')}\n{cue.text.replace('-->', '->')}\n"
@@ -162,12 +138,11 @@ class SrtWriter(SubtitleWriter):
 @dataclass(frozen=True)
 class VttWriter(SubtitleWriter):
     extension: ClassVar[str] = "vtt"
-    max_chars: int = 42
-    max_lines: int = 2
-    max_duration: float = 7.0
+    layout: SubtitleLayout = DEFAULT_LAYOUT
 
     def render(self, transcript: Transcript) -> str:
-        cues = speaker_cues(transcript, self.max_chars, self.max_lines, self.max_duration, lead=False)
+        cut = layout_cues(transcript, self.layout, lead=False)
+        cues = cut.cues
         blocks = [
             f"{format_timestamp(cue.start_ms, '.')} --> {format_timestamp(cue.end_ms, '.')}\n"
             + (f"<v {_vtt_escape(name)}>" if name else "")
@@ -175,7 +150,16 @@ class VttWriter(SubtitleWriter):
             + "\n"
             for cue, name in cues
         ]
-        return "\n".join(["WEBVTT\n", *blocks])
+        note = [f"NOTE {_vtt_escape(cut.note)}\n"] if cut.note else []
+        return "\n".join(["WEBVTT\n", *note, *blocks])
+
+
+def layout_cues(transcript: Transcript, layout: SubtitleLayout, lead: bool) -> CutCues:
+    """The cues under `layout`: the cue builder below with the defaults, else re-cut."""
+    if layout.is_default:
+        cues = speaker_cues(transcript, layout.max_chars, layout.max_lines, layout.max_duration, lead)
+        return CutCues(cues)
+    return recut_cues(transcript, layout, lead)
 
 
 def _vtt_escape(text: str) -> str:
@@ -197,6 +181,12 @@ WRITERS: dict[str, SubtitleWriter] = {
 }
 
 
+def writer_for(key: str, layout: SubtitleLayout = DEFAULT_LAYOUT) -> SubtitleWriter:
+    """The writer of format `key` (one of WRITERS), its subtitles under `layout`."""
+    writer = WRITERS[key]
+    return replace(writer, layout=layout) if isinstance(writer, SrtWriter | VttWriter) else writer
+
+
 def transcript_from_json(text: str) -> Transcript:
     """The Transcript that JsonWriter rendered as ``text``."""
     data: dict[str, Any] = json.loads(text)
@@ -211,8 +201,15 @@ def format_timestamp(ms: int, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{seconds:02d}{separator}{millis:03d}"
 
 
-def write_outputs(transcript: Transcript, formats: Iterable[str], out_dir: Path, stem: str) -> list[Path]:
-    """Write ``stem.<ext>`` in ``out_dir`` for each format; return the paths, in order.
+def write_outputs(
+    transcript: Transcript,
+    formats: Iterable[str],
+    out_dir: Path,
+    stem: str,
+    layout: SubtitleLayout = DEFAULT_LAYOUT,
+) -> list[Path]:
+    """Write ``stem.<ext>`` in ``out_dir`` for each format (subtitles under `layout`); return the
+    paths, in order.
 
     Each file is written to a temporary file and moved into place atomically. A different file
     already at the name is never replaced: the next free ``stem-1.<ext>``, ``stem-2.<ext>``...
@@ -223,6 +220,14 @@ def write_outputs(transcript: Transcript, formats: Iterable[str], out_dir: Path,
     the files can be copied to Windows. Where the file system has no hard links (FAT32, exFAT, some
     network shares) the file is created exclusively instead, which still never overwrites.
     """
+    return publish_outputs(render_outputs(transcript, formats, layout), out_dir, stem)
+
+
+def render_outputs(
+    transcript: Transcript, formats: Iterable[str], layout: SubtitleLayout = DEFAULT_LAYOUT
+) -> list[tuple[str, bytes]]:
+    """Each format's extension and file content, in order, nothing written yet (ValueError for an
+    unknown format)."""
     keys: list[str] = []
     for name in formats:
         key = name.strip().lower().lstrip(".")
@@ -230,13 +235,15 @@ def write_outputs(transcript: Transcript, formats: Iterable[str], out_dir: Path,
             raise ValueError(f"Unknown output format {name!r}; choose from {', '.join(WRITERS)}.")
         if key not in keys:
             keys.append(key)
+    return [(key, writer_for(key, layout).render(transcript).encode("utf-8")) for key in keys]
+
+
+def publish_outputs(rendered: Iterable[tuple[str, bytes]], out_dir: Path, stem: str) -> list[Path]:
+    """Write `render_outputs`' files as ``stem.<ext>`` in `out_dir`, as `write_outputs` says."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     safe_stem = safe_file_stem(stem)
-    return [
-        _write_new_file(out_dir, safe_stem, key, WRITERS[key].render(transcript).encode("utf-8"))
-        for key in keys
-    ]
+    return [_write_new_file(out_dir, safe_stem, key, data) for key, data in rendered]
 
 
 def _write_new_file(out_dir: Path, stem: str, extension: str, data: bytes) -> Path:
@@ -263,26 +270,15 @@ def _tokens(segment: Segment, max_chars: int) -> list[Word]:
     if segment.words:
         words = [Word(" ".join(w.text.split()), w.start, w.end) for w in segment.words if w.text.strip()]
     else:
-        words = _spread(segment.text.split(), segment.start, segment.end)
+        words = spread(segment.text.split(), segment.start, segment.end)
     tokens: list[Word] = []
     for word in words:
         if len(word.text) <= max_chars:
             tokens.append(word)
         else:
             parts = [word.text[i : i + max_chars] for i in range(0, len(word.text), max_chars)]
-            tokens.extend(_spread(parts, word.start, word.end))
+            tokens.extend(spread(parts, word.start, word.end))
     return tokens
-
-
-def _spread(texts: Sequence[str], start: float, end: float) -> list[Word]:
-    """Share ``start``..``end`` among ``texts`` in proportion to their length (plus a space)."""
-    total = sum(len(t) + 1 for t in texts)
-    span, words, cursor = max(0.0, end - start), [], 0
-    for text in texts:
-        begin = start + span * cursor / total
-        cursor += len(text) + 1
-        words.append(Word(text, begin, start + span * cursor / total))
-    return words
 
 
 def _group(
@@ -310,16 +306,6 @@ def _group(
             groups.append(current)
         current.append(token)
     return groups
-
-
-def _greedy_lines(words: Sequence[str], width: int) -> list[str]:
-    lines: list[str] = []
-    for word in words:
-        if lines and len(lines[-1]) + 1 + len(word) <= width:
-            lines[-1] += " " + word
-        else:
-            lines.append(word)
-    return lines
 
 
 def _fix_timing(cues: list[Cue], min_ms: int, max_ms: int) -> list[Cue]:

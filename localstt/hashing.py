@@ -23,6 +23,11 @@ def sha256_file(path: Path, on_bytes: OnBytes | None = None) -> str:
     return digest.hexdigest()
 
 
+def sha256_bytes(data: bytes) -> str:
+    """The sha256 (hex) of bytes held in memory, e.g. an output file before it is written."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_and_git_sha1(path: Path, on_bytes: OnBytes | None = None) -> tuple[str, str]:
     """sha256 and git blob sha1 in one pass over the file."""
     size = path.stat().st_size

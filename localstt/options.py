@@ -8,12 +8,12 @@ table, under the field's name, within its `Limit`. A Transcript records the opti
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from localstt.errors import ConfigError
 from localstt.models import families
-from localstt.spec import FamilyOptions, Limit, field_names, setting, settings_of
+from localstt.spec import FamilyOptions, Limit, Vocabulary, field_names, setting, settings_of
 
 OptionsT = TypeVar("OptionsT", bound=FamilyOptions)
 
@@ -30,6 +30,8 @@ class TranscribeOptions:
     # the n-th speaker heard takes the n-th name, the others "Speaker n".
     speakers: bool = False
     speaker_names: tuple[str, ...] = ()
+    # The user's words (config.toml's [vocabulary], and a job's own): localstt/vocabulary.py.
+    vocabulary: Vocabulary = field(default_factory=Vocabulary)
     family_options: tuple[FamilyOptions, ...] = ()
 
     def __post_init__(self) -> None:
@@ -87,7 +89,9 @@ class TranscribeOptions:
 
     def used_by(self, options_type: type[FamilyOptions]) -> dict[str, Any]:
         """What a transcript records: the common options and those of the family that ran."""
-        common = {name: getattr(self, name) for name in common_names()}
+        common = {name: getattr(self, name) for name in common_names() if name != "vocabulary"}
+        if self.vocabulary:  # recorded only when there is one, so transcripts without keep their keys
+            common["vocabulary"] = self.vocabulary.as_record()
         used = {**common, **dataclasses.asdict(self.of(options_type))}
         # as JSON has them: tuples (speaker_names) as lists, so a transcript read back is equal
         return {name: list(value) if isinstance(value, tuple) else value for name, value in used.items()}

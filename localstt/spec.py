@@ -9,6 +9,8 @@ manifest and the config reader can all use it without importing one another.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import re
@@ -119,3 +121,39 @@ class LiveSettings:
     right_seconds: float
     endpoint_ms: int = 800  # text is final once this long passes without a new word
     max_streams: int = 16  # streams one model call may hold
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The user's words: phrases the decoding is pulled towards (where the model's family can boost
+    them), how hard (`strength`: NeMo's boosting_tree_alpha), and replacement rules applied in order to
+    every transcript's final text (`(find, replace)`, whole words, any case)."""
+
+    phrases: tuple[str, ...] = ()
+    strength: float = 1.0
+    replacements: tuple[tuple[str, str], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.phrases or self.replacements)
+
+    @property
+    def fingerprint(self) -> str:
+        """Tells two vocabularies apart (a job's record keeps it); "" for none."""
+        if not self:
+            return ""
+        data = {"phrases": list(self.phrases), "strength": self.strength, "replacements": self.replacements}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def phrases_key(self) -> str:
+        """Tells two phrase lists (at one strength) apart: one boosted decoding is built per key."""
+        data = {"phrases": list(self.phrases), "strength": self.strength}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def as_record(self) -> dict[str, Any]:
+        """What a transcript's options record of it."""
+        return {
+            "phrases": list(self.phrases),
+            "strength": self.strength,
+            "replacements": [list(rule) for rule in self.replacements],
+        }

@@ -10,15 +10,17 @@ import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import srt
 
 import localstt.cli
 from localstt.models.parakeet import Parakeet
-from localstt.runs.resume import JobEntry, JobLog
+from localstt.runs.resume import JobEntry, JobLog, remove_unfinished_outputs
 from testkit.store_env import Project
 from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
 
@@ -121,6 +123,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_a_job_killed_mid_way_finishes_on_the_rerun_with_every_file_done_once(
     exported_project: Project, tmp_path: Path
 ):
@@ -204,3 +207,122 @@ def test_a_line_cut_short_by_a_kill_is_ignored_and_the_next_starts_on_its_own(tm
     assert again.done("a" * 64, "parakeet", "d" * 40) is None  # another commit: to be done again
     again.append(JobEntry("b.wav", "b" * 64, "parakeet", "c" * 40, "failed", error="bad"))
     assert [e.input for e in JobLog(tmp_path).entries] == ["a.wav", "b.wav"]
+
+
+def test_only_the_killed_runs_own_unclaimed_files_are_removed(tmp_path: Path):
+    """A marker names files by content: a file of the same name with other bytes, and a file a line
+    claims, are kept; the killed run's unclaimed file (also at a -N name) goes, then the marker."""
+    ours, theirs = b'{"text": "ours"}', b'{"text": "the user\'s own"}'
+    (tmp_path / "a.json").write_bytes(ours)
+    (tmp_path / "a-1.json").write_bytes(ours)
+    (tmp_path / "b.json").write_bytes(theirs)
+    (tmp_path / "c.json").write_bytes(ours)
+    (tmp_path / "a.json.bak").write_bytes(ours)  # not one of a's names
+    JobLog(tmp_path).append(JobEntry("c.wav", "c" * 64, "parakeet", "r" * 40, "done", outputs=("c.json",)))
+    digest = hashlib.sha256(ours).hexdigest()
+    for stem in ("a", "b", "c"):
+        marker = tmp_path / f".writing-{stem * 64}.json"
+        marker.write_text(json.dumps({"stem": stem, "files": {"json": digest}}))
+    (tmp_path / f".writing-{'d' * 64}.json").write_text('{"stem": "d", "fi')  # cut short by a kill
+
+    remove_unfinished_outputs(JobLog(tmp_path))
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json.bak", "b.json", "c.json", "job.jsonl"]
+    assert (tmp_path / "b.json").read_bytes() == theirs
+
+
+KILLED_WHILE_WRITING = r"""
+import os, signal, sys
+import localstt.formats
+
+write = localstt.formats._write_new_file
+written = 0
+
+def write_then_die(*args, **kwargs):
+    global written
+    path = write(*args, **kwargs)
+    written += 1
+    if written == int(os.environ["KILL_AFTER_FILES"]):
+        os.kill(os.getpid(), signal.SIGKILL)  # the recording's other file is never written
+    return path
+
+localstt.formats._write_new_file = write_then_die
+from localstt.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@dataclass
+class KilledBetweenFiles:
+    out: Path
+    paths: list[Path]
+    before: list[dict]  # job.jsonl after the kill
+    after: list[dict]  # and after the rerun
+    cut_short: str  # the stem of the recording that had its first file only
+    rerun: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def killed_between_files(
+    exported_project: Project, tmp_path_factory: pytest.TempPathFactory
+) -> KilledBetweenFiles:
+    """A job killed after the first of a recording's two files is written (before its second file and
+    its line in job.jsonl), then the same command again."""
+    tmp_path = tmp_path_factory.mktemp("killed-between-files")
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    paths = recordings(inbox, 6)
+    config = small_batches(exported_project, tmp_path)
+    driver = tmp_path / "killed_while_writing.py"
+    driver.write_text(textwrap.dedent(KILLED_WHILE_WRITING))
+    args = [str(inbox), "--out", str(out), "--format", "json,srt", "--config", str(config)]
+    # two files a recording: the 5th is the first file of the third recording written
+    env = exported_project.env(KILL_AFTER_FILES="5")
+
+    killed = subprocess.run(
+        [sys.executable, str(driver), *args], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    before = lines(out)
+    assert len(before) == 2 and {e["status"] for e in before} == {"done"}
+    done = {Path(e["input"]).stem for e in before}
+    left = sorted(p.name for p in out.iterdir() if p.name != "job.jsonl" and p.stem not in done)
+    markers = [name for name in left if name.startswith(".writing-")]
+    half = [name for name in left if name not in markers]
+    assert len(half) == 1 and half[0].endswith(".json"), half  # one recording has its first file only
+    assert len(markers) == 1, left  # the marker that names it
+
+    rerun = subprocess.run(
+        [sys.executable, "-m", "localstt.cli", *args],
+        capture_output=True,
+        text=True,
+        env=exported_project.env(),
+        timeout=600,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    return KilledBetweenFiles(out, paths, before, lines(out), Path(half[0]).stem, rerun)
+
+
+@pytest.mark.slow  # a kill and a rerun of the command
+def test_a_kill_between_a_recordings_files_leaves_no_stray_file(killed_between_files: KilledBetweenFiles):
+    job = killed_between_files
+    for entry in job.after:
+        stem = Path(entry["input"]).stem
+        assert entry["outputs"] == [f"{stem}.json", f"{stem}.srt"], entry
+    assert sorted(p.name for p in job.out.iterdir()) == sorted(
+        ["job.jsonl", *(f"{p.stem}.{ext}" for p in job.paths for ext in ("json", "srt"))]
+    )
+
+
+@pytest.mark.slow  # a kill and a rerun of the command
+def test_a_kill_between_a_recordings_files_is_redone_on_the_rerun(killed_between_files: KilledBetweenFiles):
+    job = killed_between_files
+    assert "2 of 6 already done" in job.rerun.stdout
+    assert job.after[:2] == job.before
+    assert sorted(Path(e["input"]).name for e in job.after) == [p.name for p in job.paths]  # each once
+    assert {e["status"] for e in job.after} == {"done"}
+    assert job.cut_short in {Path(e["input"]).stem for e in job.after[2:]}  # the one cut short: again
+    for entry in job.after:  # every file the job lists is whole
+        json_name, srt_name = entry["outputs"]
+        assert json.loads((job.out / json_name).read_text(encoding="utf-8"))["text"] == PHRASE
+        cues = list(srt.parse((job.out / srt_name).read_text(encoding="utf-8")))
+        assert " ".join(c.content.replace("\n", " ") for c in cues) == PHRASE

@@ -1,6 +1,6 @@
 """The code's shape: the package never imports the top-level files, its imports never close a circle,
 no module outside localstt/models/ names a model family or kind, and docs/architecture.md lists every
-module there is."""
+module there is, no module is over 400 lines and transcribe_ui.py stays a thin entry point."""
 
 from __future__ import annotations
 
@@ -185,3 +185,17 @@ def test_nothing_edits_sys_path():
         if "sys.path" in line
     ]
     assert offenders == []
+
+
+MAX_MODULE_LINES = 400  # each module does one thing; past this it is doing two
+
+
+def test_no_module_is_over_400_lines_and_the_app_entry_point_stays_thin():
+    long = {
+        str(path.relative_to(REPO_ROOT)): lines
+        for path in package_sources()
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}, f"split these modules (one concern each): {long}"
+    app_entry = len((REPO_ROOT / "transcribe_ui.py").read_text(encoding="utf-8").splitlines())
+    assert app_entry <= 40, f"transcribe_ui.py has {app_entry} lines; the page lives in localstt/web/"

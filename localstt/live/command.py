@@ -20,6 +20,7 @@ from localstt.formats import write_outputs
 from localstt.live.service import LiveService
 from localstt.live.session import LiveEvent
 from localstt.live.sources import from_file, from_stdin
+from localstt.spec import Vocabulary
 from localstt.store import ModelStore
 
 GREY, CLEAR_LINE = "\x1b[90m", "\r\x1b[K"
@@ -63,6 +64,7 @@ def run_live(
     out_dir: Path,
     store: ModelStore,
     realtime: bool = False,
+    vocabulary: Vocabulary | None = None,
 ) -> int:
     """Transcribe `source` ("-" for standard input, else a file) live; exit status 0, or 130 after
     Ctrl-C (what was heard is kept and written either way).
@@ -72,7 +74,7 @@ def run_live(
     """
     live = LiveService(store, store.config.live)
     printer = Printer(sys.stdout)
-    session = live.open(model_key, printer)
+    session = live.open(model_key, printer, vocabulary)
     status = 0
     try:
         for block in _blocks(source, store, realtime):
@@ -85,7 +87,7 @@ def run_live(
         printer.done()
         live.stop()
     stem = "live" if source == "-" else Path(source).stem
-    written = write_outputs(transcript, formats, out_dir, stem)
+    written = write_outputs(transcript, formats, out_dir, stem, store.config.subtitles)
     recording = _free_name(out_dir / f"{stem}-recording.wav")
     sf.write(str(recording), session.recording(), 16000, subtype="PCM_16")
     for path in [*written, recording]:

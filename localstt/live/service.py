@@ -28,10 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from localstt.config import LiveOptions
+from localstt.engine import boosted, vocabulary_notes, with_rules
 from localstt.errors import LiveError
 from localstt.live.session import Listener, LiveSession
 from localstt.logfile import report_unexpected
 from localstt.models import LiveDecoder, LoadedModel, ModelLock, Streamer, families, family_for
+from localstt.spec import Vocabulary
 from localstt.store import ModelStore
 from localstt.transcript import Transcript
 
@@ -73,7 +75,7 @@ class LiveService:
             if isinstance(family_for(spec.kind), Streamer)
         ]
 
-    def open(self, model_key: str, listener: Listener) -> LiveSession:
+    def open(self, model_key: str, listener: Listener, vocabulary: Vocabulary | None = None) -> LiveSession:
         """A new session on `model_key`, its model loaded (the first one waits for the load).
 
         Raises:
@@ -95,8 +97,12 @@ class LiveService:
                     f"{len(self._sessions)} live sessions are open, the most this app allows "
                     "(max_live_sessions in config.toml's [live]); try again when one ends."
                 )
-        self.store.load(model_key)  # here, in the caller's thread, with the load's own errors
-        session = LiveSession(model_key, listener, self.options.max_session_minutes * 60)
+        loaded = self.store.load(model_key)  # here, in the caller's thread, with the load's own errors
+        vocabulary = vocabulary or Vocabulary()
+        if vocabulary.phrases:
+            with loaded.lock, boosted(loaded, vocabulary):  # checks the phrases against the tokenizer
+                pass
+        session = LiveSession(model_key, listener, self.options.max_session_minutes * 60, vocabulary)
         with self._changed:
             if len(self._sessions) >= self.options.max_live_sessions:
                 raise LiveError("The last live session place was just taken; try again when one ends.")
@@ -132,11 +138,15 @@ class LiveService:
         self._release_idle_models()
 
     def transcript(self, session: LiveSession) -> Transcript:
+        """The session's transcript, its replacement rules applied."""
         spec = self.store.config.model(session.model_key)
         notes = [f"transcribed live, {self._latency_note(session.model_key)}"]
+        notes += vocabulary_notes(family_for(spec.kind), session.vocabulary)
         if session.error:
             notes.append(f"ended early: {session.error}")
-        return session.transcript(spec.revision, notes)
+        options = {"vocabulary": session.vocabulary.as_record()} if session.vocabulary else {}
+        transcript = session.transcript(spec.revision, notes, options)
+        return with_rules(transcript, session.vocabulary.replacements)
 
     def latency_s(self, model_key: str) -> float:
         """How long after it is spoken a word of `model_key` is final, compute time aside."""

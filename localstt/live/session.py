@@ -15,14 +15,15 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from localstt.errors import LiveError
 from localstt.models import LiveChunk, LiveUpdate
+from localstt.spec import Vocabulary
 from localstt.transcript import Segment, Transcript, Word
 
 SAMPLE_RATE = 16000
@@ -50,6 +51,7 @@ class LiveSession:
     model_key: str
     listener: Listener
     max_seconds: float
+    vocabulary: Vocabulary = field(default_factory=Vocabulary)
     stream_id: int = field(default_factory=lambda: next(_ids))
     started: float = field(default_factory=time.monotonic)
     final_words: list[Word] = field(default_factory=list)
@@ -132,7 +134,9 @@ class LiveSession:
         first = not self._sent_first
         self._sent_first = True
         self.stepped += valid
-        return LiveChunk(self.stream_id, samples, valid if valid < len(samples) else -1, first, last)
+        valid_or_all = valid if valid < len(samples) else -1
+        vocabulary = self.vocabulary if first and self.vocabulary.phrases else None
+        return LiveChunk(self.stream_id, samples, valid_or_all, first, last, vocabulary)
 
     def apply(self, update: LiveUpdate) -> None:
         """What one step made final (never to change again) and the partial text after it."""
@@ -161,7 +165,9 @@ class LiveSession:
     def recording(self) -> np.ndarray:
         return np.concatenate(self.recorded) if self.recorded else np.zeros(0, np.float32)
 
-    def transcript(self, revision: str, notes: list[str]) -> Transcript:
+    def transcript(
+        self, revision: str, notes: list[str], options: Mapping[str, Any] | None = None
+    ) -> Transcript:
         """What was said, as any transcript: its final words in segments that end at a sentence's end
         or a pause."""
         segments: list[Segment] = []
@@ -186,6 +192,7 @@ class LiveSession:
             timings={"live_s": round(time.monotonic() - self.started, 3)},
             source_name="live",
             notes=notes,
+            options=dict(options or {}),
         )
 
 

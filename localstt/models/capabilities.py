@@ -1,6 +1,7 @@
 """What a family can do with a loaded model: one small protocol per capability.
 
     Transcriber   speech in, timed text out (listed in the app, the API and the CLI's --model)
+    PhraseBooster its decoding pulled towards the user's phrases
     Streamer      the same while the recording is being made: many live streams, one model call a step
     Diarizer      who speaks when; loaded beside a transcription model, never instead of it
     Answerer      a language model that answers questions about a transcript
@@ -17,12 +18,13 @@ Every method is called with `loaded.lock` held: one model never runs two request
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-from localstt.spec import FamilyOptions, LiveSettings
+from localstt.spec import FamilyOptions, LiveSettings, Vocabulary
 from localstt.transcript import Word
 
 if TYPE_CHECKING:
@@ -79,6 +81,7 @@ class LiveChunk:
     valid: int
     first: bool
     last: bool
+    vocabulary: Vocabulary | None = None  # the first chunk's: phrases boosted for this stream alone
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,20 @@ class Streamer(Protocol):
 
     def live_decoder(self, loaded: LoadedModel, settings: LiveSettings) -> LiveDecoder:
         """A decoder over `loaded` (never a second copy of the model). Called with its lock held."""
+        ...
+
+
+@runtime_checkable
+class PhraseBooster(Protocol):
+    """Pulls its decoding towards the user's phrases (NeMo's GPU phrase boosting)."""
+
+    def phrase_problem(self, loaded: LoadedModel, phrase: str) -> str:
+        """Why the model cannot spell `phrase` (one sentence naming it), or ""."""
+        ...
+
+    def boosting(self, loaded: LoadedModel, vocabulary: Vocabulary) -> AbstractContextManager[None]:
+        """Within the block, the model decodes with `vocabulary`'s phrases boosted (one decoding built
+        per phrase list, kept); after it, as before."""
         ...
 
 

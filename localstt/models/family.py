@@ -41,6 +41,7 @@ class ModelLock:
         self._changed = threading.Condition()
         self._held = False
         self._first_waiting = 0
+        self._resuming = 0  # holders that let a first caller in and wait to carry on, before others
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         return self._acquire(first=False, timeout=timeout if blocking else 0)
@@ -54,7 +55,7 @@ class ModelLock:
             if first:
                 self._first_waiting += 1
             try:
-                while self._held or (not first and self._first_waiting):
+                while self._held or (not first and (self._first_waiting or self._resuming)):
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
                         return False
@@ -64,6 +65,7 @@ class ModelLock:
             finally:
                 if first:
                     self._first_waiting -= 1
+                    self._changed.notify_all()  # a holder waiting to carry on may now
 
     def release(self) -> None:
         with self._changed:
@@ -76,12 +78,20 @@ class ModelLock:
         return self._held
 
     def yield_to_first(self) -> None:
-        """Called by the holder between two calls: if a caller waits to go first, let it run now."""
+        """Called by the holder between two calls: if a caller waits to go first, let it run now; the
+        holder then carries on before anyone who waits its turn."""
         with self._changed:
             if not self._first_waiting:
                 return
-        self.release()
-        self.acquire()
+            self._held = False
+            self._resuming += 1
+            self._changed.notify_all()
+            try:
+                while self._held or self._first_waiting:
+                    self._changed.wait()
+                self._held = True
+            finally:
+                self._resuming -= 1
 
     def __enter__(self) -> bool:
         return self.acquire()
@@ -106,6 +116,8 @@ class LoadedModel:
     lock: ModelLock = field(default_factory=lambda: ModelLock(), repr=False)
     users: int = field(default=0, repr=False)  # store.use() blocks that hold it now
     retired: bool = field(default=False, repr=False)  # dropped from the store; freed once unused
+    # What its family keeps for this loaded model (e.g. one boosted decoding per phrase list).
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def family(self) -> ModelFamily:

@@ -10,10 +10,9 @@ buffered streaming pipeline over the same loaded model (localstt/models/parakeet
 
 from __future__ import annotations
 
-import copy
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -22,8 +21,10 @@ from localstt import memory
 from localstt.audio import DecodedAudio, silence
 from localstt.loading.nemo_archive import UNPACKED_PATH_MARGIN, load_nemo, plan_one_nemo
 from localstt.manifest import Manifest
+from localstt.models import parakeet_boost
 from localstt.models.capabilities import (
     LiveDecoder,
+    PhraseBooster,
     Progress,
     SegmentsDone,
     Streamer,
@@ -31,9 +32,10 @@ from localstt.models.capabilities import (
     Transcriber,
 )
 from localstt.models.family import LoadedModel, ModelFamily, register
+from localstt.models.parakeet_attention import local_attention
 from localstt.models.parakeet_live import ParakeetLive
-from localstt.precision import ModelMakeup, Precision, autocast_context, autocast_forward
-from localstt.spec import FamilyOptions, Limit, LiveSettings, ModelSpec, setting
+from localstt.precision import ModelMakeup, Precision, autocast_context, autocast_forward, torch_dtype
+from localstt.spec import FamilyOptions, Limit, LiveSettings, ModelSpec, Vocabulary, setting
 from localstt.transcript import Segment, Word
 
 if TYPE_CHECKING:
@@ -71,11 +73,11 @@ class ParakeetOptions(FamilyOptions):
     )
 
 
-class Parakeet(ModelFamily, Transcriber[ParakeetOptions], Streamer):
+class Parakeet(ModelFamily, Transcriber[ParakeetOptions], Streamer, PhraseBooster):
     kind: ClassVar[str] = "nemo-asr"
     runtime_module: ClassVar[str] = "nemo.collections.asr"
     runtime_name: ClassVar[str] = "NeMo"
-    makeup: ClassVar[ModelMakeup] = ModelMakeup("Parakeet")
+    makeup: ClassVar[ModelMakeup] = ModelMakeup("Parakeet", bfloat16_weights=True)
     options_type: ClassVar[type[FamilyOptions]] = ParakeetOptions
     loader_path_margin: ClassVar[int] = UNPACKED_PATH_MARGIN
     has_word_times: ClassVar[bool] = True
@@ -87,6 +89,8 @@ class Parakeet(ModelFamily, Transcriber[ParakeetOptions], Streamer):
         self, export_dir: Path, manifest: Manifest, device: str, precision: Precision
     ) -> tuple[Any, str]:
         model, method = load_nemo(export_dir, manifest, device, "ASRModel")
+        if precision.weights != "float32":  # bfloat16 where the GPU has it: the whole model, as the
+            model = model.to(torch_dtype(precision.weights))  # Open ASR Leaderboard runs it
         if precision.encoder_autocast:  # weights stay float32; the decoder runs float32
             autocast_forward(model.encoder, precision.encoder_autocast, precision.weights)
         return model, method
@@ -119,6 +123,12 @@ class Parakeet(ModelFamily, Transcriber[ParakeetOptions], Streamer):
             hypothesis = _run(loaded, audio, options, local=True)
             notes.append(f"{said} in full attention; transcribed again with local attention")
         return _segments(hypothesis, audio), notes
+
+    def phrase_problem(self, loaded: LoadedModel, phrase: str) -> str:
+        return parakeet_boost.phrase_problem(loaded, phrase)
+
+    def boosting(self, loaded: LoadedModel, vocabulary: Vocabulary) -> AbstractContextManager[None]:
+        return parakeet_boost.boosting(loaded, vocabulary)
 
     def live_decoder(self, loaded: LoadedModel, settings: LiveSettings) -> LiveDecoder:
         return ParakeetLive(loaded, settings)
@@ -165,29 +175,6 @@ class Parakeet(ModelFamily, Transcriber[ParakeetOptions], Streamer):
             for index, hypothesis in zip(group, hypotheses, strict=True):
                 results[index] = (_segments(hypothesis, audios[index]), [note])
         return [results[index] for index in range(len(audios))]
-
-
-@contextmanager
-def _local_attention(model: Any, enabled: bool) -> Iterator[None]:
-    """Switch Parakeet to local attention for long audio and always switch back, config included."""
-    if not enabled:
-        yield
-        return
-    from omegaconf import open_dict  # NeMo's config library: with the model, not before
-
-    encoder = model.encoder
-    attention = (encoder.self_attention_model, list(encoder.att_context_size))
-    chunking = encoder.subsampling_conv_chunking_factor
-    saved_cfg = copy.deepcopy(model.cfg.encoder)
-    try:
-        model.change_attention_model("rel_pos_local_attn", [256, 256])
-        model.change_subsampling_conv_chunking_factor(1)
-        yield
-    finally:
-        model.change_attention_model(attention[0], attention[1])
-        model.change_subsampling_conv_chunking_factor(chunking)
-        with open_dict(model.cfg):
-            model.cfg.encoder = saved_cfg
 
 
 def _segments(hypothesis: Any, audio: DecodedAudio) -> list[Segment]:
@@ -247,7 +234,7 @@ def _run(loaded: LoadedModel, audio: DecodedAudio, options: ParakeetOptions, loc
 
     model = loaded.model
     with (
-        _local_attention(model, local),
+        local_attention(loaded, local),
         torch.inference_mode(),
         autocast_context(loaded.device, loaded.precision.autocast),
     ):

@@ -22,6 +22,7 @@ import numpy as np
 
 from localstt.models.capabilities import LiveChunk, LiveUpdate
 from localstt.models.family import LoadedModel
+from localstt.models.parakeet_boost import CONTEXT_SCORE, DEPTH_SCALING
 from localstt.spec import LiveSettings
 from localstt.transcript import Word
 
@@ -51,6 +52,8 @@ def nemo_settings(settings: LiveSettings, device: str, compute_dtype: str, use_a
                         "max_symbols": 10,
                         "loop_labels": True,
                         "preserve_frame_confidence": False,
+                        # each stream may boost its own phrases (NeMo's per-stream phrase boosting)
+                        "enable_per_stream_biasing": True,
                     },
                 },
             },
@@ -114,6 +117,7 @@ class ParakeetLive:
         )
         self._pipeline = BufferedRNNTPipeline(cfg, wrapper, itn_model=None, nmt_model=None)
         self._model = model
+        self._device = loaded.device
         # NeMo rounds the chunk to whole encoder frames (80 ms): the chunk every frame must be.
         self.chunk_samples = round(float(self._pipeline.chunk_size) * SAMPLE_RATE)
         self.latency_seconds = float(self._pipeline.chunk_size) + settings.right_seconds
@@ -122,7 +126,6 @@ class ParakeetLive:
         """One model call for `chunks` (at most one per stream). Called with the model's lock held."""
         import torch
         from nemo.collections.asr.inference.streaming.framing.request import Frame
-        from nemo.collections.asr.inference.streaming.framing.request_options import ASRRequestOptions
 
         if not chunks:
             return []
@@ -135,7 +138,7 @@ class ParakeetLive:
                 is_first=chunk.first,
                 is_last=chunk.last,
                 length=chunk.valid,
-                options=ASRRequestOptions() if chunk.first else None,
+                options=self._options(chunk) if chunk.first else None,
             )
             for chunk in chunks
         ]
@@ -159,6 +162,30 @@ class ParakeetLive:
             )
             for chunk, output in zip(chunks, outputs, strict=True)
         ]
+
+    def _options(self, chunk: LiveChunk) -> Any:
+        """A stream's options, on its first frame: its own phrases boosted, with the tree's settings
+        and the strength of the offline boosting (localstt/models/parakeet_boost.py)."""
+        from nemo.collections.asr.inference.streaming.framing.request_options import ASRRequestOptions
+
+        vocabulary = chunk.vocabulary
+        if vocabulary is None or not vocabulary.phrases:
+            return ASRRequestOptions()
+        from nemo.collections.asr.parts.context_biasing.biasing_multi_model import BiasingRequestItemConfig
+        from nemo.collections.asr.parts.context_biasing.boosting_graph_batched import BoostingTreeModelConfig
+
+        tree = BoostingTreeModelConfig(
+            key_phrases_list=list(vocabulary.phrases),
+            context_score=CONTEXT_SCORE,
+            depth_scaling=DEPTH_SCALING,
+            use_triton=self._device == "cuda",
+        )
+        biasing = BiasingRequestItemConfig(
+            boosting_model_cfg=tree,
+            boosting_model_alpha=vocabulary.strength,
+            cache_key=vocabulary.phrases_key,
+        )
+        return ASRRequestOptions(biasing_cfg=biasing)
 
     def drop(self, stream_id: int) -> None:
         """Forget a stream that ended without its last chunk (a client that went away)."""

@@ -7,14 +7,23 @@ is written once.
     ├── job.jsonl          one line per recording, appended (and flushed to the disk) as each ends
     ├── meeting.txt        a recording's outputs, each written atomically before its line
     ├── meeting.srt
+    ├── .writing-<token>.json   only while a recording's files are being written (see below)
     └── ...
 
 Each line of job.jsonl is one `JobEntry`: the input as given, its sha256, the model key and pinned
-commit, whether speakers were identified (and their names), "done" or "failed", the error sentence,
+commit, whether speakers were identified (and their names), the fingerprint of the vocabulary (its
+phrases, strength and rules: localstt/vocabulary.py), "done" or "failed", the error sentence,
 and the output files (names inside OUT). A run that is given the same OUT skips every recording whose
-latest line says "done" with the same sha256, model, commit and speakers setting and whose outputs
+latest line says "done" with the same sha256, model, commit, speakers and vocabulary and whose outputs
 are all still there; it does the others again. A line cut short by
 a kill is ignored, so a kill (Ctrl-C or SIGKILL) loses at most the recordings in flight.
+
+A kill can also land between two of a recording's files. So before its files are published, a
+marker `.writing-<random token>.json` records each file's sha256; the marker goes once the line is
+written. The next run over the same OUT removes each file that a marker names by content and no line
+claims (the killed run's, byte for byte), then the marker; so the recording, done again, gets its own
+names back instead of `meeting-1.json` beside a stale `meeting.json`. A file of anyone else's never
+matches and stays.
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import secrets
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,15 +41,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from localstt import formats as writers
-from localstt.hashing import sha256_file
+from localstt.hashing import sha256_bytes, sha256_file
 from localstt.logfile import report_unexpected
 from localstt.options import TranscribeOptions
+from localstt.portability import atomic_write_text, safe_file_stem
 from localstt.runs.result import RayPlacement, RecordingResult
+from localstt.subtitles import DEFAULT_LAYOUT, SubtitleLayout
 from localstt.transcript import Transcript
 
 logger = logging.getLogger(__name__)
 
 JOB_FILE = "job.jsonl"
+WRITING_MARKER = ".writing-{token}.json"
 Status = Literal["done", "failed"]
 
 
@@ -54,10 +68,13 @@ class JobEntry:
     duration_s: float = 0.0
     finished_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     speakers: str = ""  # speakers_setting(): "" when none were identified
+    vocabulary: str = ""  # Vocabulary.fingerprint: "" when there was none
 
     def to_json(self) -> str:
         data: dict[str, Any] = asdict(self)
         data["outputs"] = list(self.outputs)
+        if not self.vocabulary:  # only written when there was one: lines without keep their keys
+            del data["vocabulary"]
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
@@ -96,15 +113,18 @@ class JobLog:
                 else:
                     self.entries.append(entry)
 
-    def done(self, sha256: str, model: str, revision: str, speakers: str = "") -> JobEntry | None:
+    def done(
+        self, sha256: str, model: str, revision: str, speakers: str = "", vocabulary: str = ""
+    ) -> JobEntry | None:
         """The latest "done" entry of this recording by this model at this commit with this
         speakers setting, if its outputs are all still in OUT (else it is to be done again)."""
         for entry in reversed(self.entries):
-            if (entry.sha256, entry.model, entry.revision, entry.speakers) != (
+            if (entry.sha256, entry.model, entry.revision, entry.speakers, entry.vocabulary) != (
                 sha256,
                 model,
                 revision,
                 speakers,
+                vocabulary,
             ):
                 continue
             if entry.status != "done":
@@ -147,16 +167,21 @@ class Job:
         config_path: Path,
         *,
         skip_done: bool = True,
+        layout: SubtitleLayout = DEFAULT_LAYOUT,
     ) -> None:
         """Hash every input (an unreadable one gets "": transcribing it says why) and, with
-        `skip_done`, leave out each one the record has done with this model, commit and speakers."""
+        `skip_done`, leave out each one the record has done with this model, commit and speakers.
+        `layout`: the subtitles' line controls."""
         self.model_key = model_key
         self.revision = revision
         self.formats = tuple(formats)
+        self.layout = layout
         self.options = options
         self.config_path = config_path
         self.speakers = speakers_setting(options)
+        self.vocabulary = options.vocabulary.fingerprint
         self.log = JobLog(out_dir)
+        remove_unfinished_outputs(self.log)
         self.hashes: dict[Path, str] = {}
         self.todo: list[Path] = []
         for path in files:
@@ -164,7 +189,9 @@ class Job:
                 self.hashes[path] = sha256_file(path)
             except OSError:
                 self.hashes[path] = ""
-            done = self.hashes[path] and self.log.done(self.hashes[path], model_key, revision, self.speakers)
+            done = self.hashes[path] and self.log.done(
+                self.hashes[path], model_key, revision, self.speakers, self.vocabulary
+            )
             if skip_done and done:
                 continue
             self.todo.append(path)
@@ -185,17 +212,24 @@ class Job:
         then its line. The result's failure is the given one, or why the files could not be written
         (one sentence, the details in the log file)."""
         path = self.todo[index]
+        sha256 = self.hashes.get(path, "")
         written: list[Path] = []
+        marker: Path | None = None
         if transcript is not None and not failure:
             try:
-                written = writers.write_outputs(transcript, self.formats, self.out_dir, path.stem)
+                rendered = writers.render_outputs(transcript, self.formats, self.layout)
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                marker = self.out_dir / WRITING_MARKER.format(token=secrets.token_hex(8))
+                digests = {key: sha256_bytes(data) for key, data in rendered}
+                atomic_write_text(marker, json.dumps({"stem": path.stem, "files": digests}))
+                written = writers.publish_outputs(rendered, self.out_dir, path.stem)
             except Exception as error:  # e.g. the disk is full: this file only, the details to the log
                 doing = f"transcribing {path} with {self.model_key}"
                 failure = report_unexpected(error, doing, self.config_path)
         self.log.append(
             JobEntry(
                 input=str(path),
-                sha256=self.hashes.get(path, ""),
+                sha256=sha256,
                 model=self.model_key,
                 revision=self.revision,
                 status="failed" if failure else "done",
@@ -203,6 +237,32 @@ class Job:
                 outputs=tuple(p.name for p in written),
                 duration_s=transcript.duration if transcript is not None else 0.0,
                 speakers=self.speakers,
+                vocabulary=self.vocabulary,
             )
         )
+        if marker is not None:
+            marker.unlink(missing_ok=True)
         return RecordingResult(index, path, None if failure else transcript, failure, tuple(written), ray=ray)
+
+
+def remove_unfinished_outputs(log: JobLog) -> None:
+    """Remove what a killed run published of a recording without writing its line: each file that a
+    `.writing-*.json` marker names by content and no line of `log` claims; then the marker."""
+    claimed = {name for entry in log.entries for name in entry.outputs}
+    for marker in sorted(log.out_dir.glob(WRITING_MARKER.format(token="*"))):
+        try:
+            record = json.loads(marker.read_text(encoding="utf-8"))
+            stem, digests = safe_file_stem(str(record["stem"])), dict(record["files"])
+        except (OSError, ValueError, KeyError, TypeError):
+            logger.warning("%s is not a complete marker; only it is removed", marker)
+            marker.unlink(missing_ok=True)
+            continue
+        for extension, digest in digests.items():
+            own_name = re.compile(rf"{re.escape(stem)}(-\d+)?\.{re.escape(extension)}")
+            for candidate in log.out_dir.iterdir():
+                if candidate.name in claimed or not own_name.fullmatch(candidate.name):
+                    continue
+                if candidate.is_file() and sha256_file(candidate) == digest:
+                    logger.info("removing %s: written by a run killed before the job recorded it", candidate)
+                    candidate.unlink()
+        marker.unlink(missing_ok=True)

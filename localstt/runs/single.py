@@ -18,6 +18,7 @@ from localstt.models import Progress
 from localstt.options import TranscribeOptions
 from localstt.runs.result import RecordingResult
 from localstt.store import ModelStore
+from localstt.subtitles import DEFAULT_LAYOUT, SubtitleLayout
 
 
 def transcribe_file(
@@ -30,12 +31,14 @@ def transcribe_file(
     *,
     name: str | None = None,
     progress: Progress | None = None,
+    layout: SubtitleLayout = DEFAULT_LAYOUT,
 ) -> RecordingResult:
     """Transcribe `source` and write `<stem of name>.<format>` in `out_dir` for each format.
 
     Args:
         name: the recording as the user knows it (default: the file's name); it names the output
             files and the failure.
+        layout: the subtitles' line controls.
 
     Returns:
         The result; `failure` is set when this file could not be done: an error of the recording
@@ -48,7 +51,7 @@ def transcribe_file(
     label = name or source.name
     try:
         transcript = engine.transcribe(source, model_key, options, store, progress)
-        written = writers.write_outputs(transcript, formats, out_dir, Path(label).stem)
+        written = writers.write_outputs(transcript, formats, out_dir, Path(label).stem, layout)
     except LocalSttError as error:
         if not error.per_file:
             raise

@@ -18,12 +18,15 @@ from localstt import engine
 from localstt.config import AppConfig
 from localstt.errors import ConfigError, LocalSttError
 from localstt.formats import WRITERS
+from localstt.library.keeper import Keeper
 from localstt.live.service import LiveService
 from localstt.logfile import report_unexpected
 from localstt.models import Progress, Transcriber, family_for
 from localstt.runs.single import transcribe_file
 from localstt.speakers import parse_names
+from localstt.spec import Vocabulary
 from localstt.store import ModelStore
+from localstt.subtitles import SubtitleLayout
 from localstt.transcript import Transcript
 from localstt.web.gpu_queue import GpuQueue
 from localstt.web.outputs import JobFolders, gradio_upload_folder, remove_uploads
@@ -65,6 +68,9 @@ class TranscriptionApp:
         self.gpu_queue = GpuQueue(max_waiting=max_queue)
         # Live sessions of the page and of the API's /v1/realtime, on the same models.
         self.live = LiveService(self.store, config.live)
+        # Every transcript made here is kept in the library, unless [library] says otherwise.
+        self.keeper = Keeper(config.library, config.path)
+        self.keeper.start_retention()
         self._preloader: threading.Thread | None = None
         self.serving = threading.Event()  # set once the server serves the page: the warm-up waits for it
 
@@ -100,12 +106,16 @@ class TranscriptionApp:
         to end with its load (a daemon thread: it never holds the process up)."""
         self.serving.set()
         self.live.stop()
+        self.keeper.stop()
         self.outputs.stop(remove_all=True)
 
     def status_update(self) -> tuple[str, Any]:
         """The status panel now, and the timer that refreshes it: ticking only while a model loads."""
-        live = self.live.open_sessions()
-        return status_markdown(self.store, live), gr.Timer(active=self.store.loading() is not None)
+        return self.status(), gr.Timer(active=self.store.loading() is not None)
+
+    def status(self) -> str:
+        """The status panel: the models, the live sessions open, and where transcripts are kept."""
+        return status_markdown(self.store, self.live.open_sessions(), self.keeper.status_line())
 
     def transcribe(
         self,
@@ -116,13 +126,17 @@ class TranscriptionApp:
         progress: Any = None,
         speakers: bool = False,
         speaker_names: str = "",
+        vocabulary: Vocabulary | None = None,
+        layout: SubtitleLayout | None = None,
     ) -> tuple[str, list[list[Any]], list[str], str]:
         """(transcript text, the segments table's rows, the files made, the status panel) of one job;
-        with `speakers`, each row has the speaker before the text."""
+        with `speakers`, each row has the speaker before the text; `vocabulary`: the job's words
+        (default: config.toml's); `layout`: the subtitles' line controls (default: config.toml's). Each
+        transcript is kept in the library (when it is on)."""
         inputs = [*(files or []), *([recording] if recording else [])]
         if not inputs:
             raise gr.Error("Add a recording first: upload a file or record with the microphone.")
-        options = self.options
+        options = self.options if vocabulary is None else self.options.replace(vocabulary=vocabulary)
         if speakers:
             try:
                 engine.diarizer_key(self.store)
@@ -166,6 +180,7 @@ class TranscriptionApp:
                             job_dir,
                             name=name,
                             progress=report,
+                            layout=layout or self.store.config.subtitles,
                         )
                 except LocalSttError as error:  # the whole job: the model is not usable
                     raise gr.Error(str(error)) from None
@@ -173,6 +188,8 @@ class TranscriptionApp:
                     failures.append(f"{name}: {result.failure}")
                     continue
                 written += [str(p) for p in result.outputs]
+                if note := self.keeper.keep(result.transcript, "page", source=Path(path)):
+                    gr.Warning(note)
                 header = f"[{name}]\n" if len(inputs) > 1 else ""
                 done = result.transcript
                 texts.append(header + (speaker_text(done) if done.has_speakers else done.text))
@@ -194,7 +211,7 @@ class TranscriptionApp:
             raise gr.Error(" ".join(failures))
         for failure in failures:
             gr.Warning(failure)
-        return "\n\n".join(texts), rows, written, status_markdown(self.store)
+        return "\n\n".join(texts), rows, written, self.status()
 
     def ask(self, model_key: str, transcript_text: str, question: str) -> tuple[str, str]:
         if not transcript_text.strip():

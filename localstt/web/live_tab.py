@@ -30,6 +30,7 @@ from localstt.models import Streamer, families
 from localstt.speakers import parse_names
 from localstt.transcript import Transcript
 from localstt.web.app import TranscriptionApp, clock, speaker_text
+from localstt.web.vocabulary_box import job_vocabulary, vocabulary_boxes
 
 STREAM_EVERY_S = 0.5
 SAMPLE_RATE = 16000
@@ -74,11 +75,15 @@ class LiveTab:
         self._sessions: dict[str, PageSession] = {}
         self._lock = threading.Lock()
 
-    def start(self, model_key: str) -> tuple[str, str]:
-        """(the page session's key, the live view): a live session opens on `model_key`."""
+    def start(self, model_key: str, phrases: str = "", rules: str = "") -> tuple[str, str]:
+        """(the page session's key, the live view): a live session opens on `model_key`, its phrases
+        boosted in its own stream and its rules applied at Stop."""
+        vocabulary = job_vocabulary(self.app.options.vocabulary, phrases, rules)
         try:
             holder: list[PageSession] = []
-            live = self.app.live.open(model_key, lambda event: holder[0].heard(event) if holder else None)
+            live = self.app.live.open(
+                model_key, lambda event: holder[0].heard(event) if holder else None, vocabulary
+            )
         except LocalSttError as error:
             raise gr.Error(str(error)) from None
         page = PageSession(live)
@@ -127,6 +132,8 @@ class LiveTab:
         recording = page.live.recording()
         if speakers and len(recording):
             transcript = self._with_speakers(transcript, recording, names)
+        if note := self.app.keeper.keep(transcript, "live", samples=recording):
+            gr.Warning(note)
         try:
             written = self._files(transcript, recording, formats or ["txt", "srt"])
         except OSError as error:
@@ -159,7 +166,8 @@ class LiveTab:
     def _files(self, transcript: Transcript, recording: np.ndarray, formats: list[str]) -> list[str]:
         job_dir = self.app.outputs.start_job()
         try:
-            written = [str(p) for p in write_outputs(transcript, formats, job_dir, "live")]
+            layout = self.app.store.config.subtitles
+            written = [str(p) for p in write_outputs(transcript, formats, job_dir, "live", layout)]
             wav = job_dir / "live-recording.wav"
             sf.write(str(wav), recording, SAMPLE_RATE, subtype="PCM_16")
             return [*written, str(wav)]
@@ -225,6 +233,7 @@ def build_live_tab(app: TranscriptionApp) -> list[Any]:
                     value=False, label="Label speakers when I stop", elem_id="live-speakers"
                 )
                 names = gr.Textbox(value="", label="Speaker names", placeholder="Ana, Ben")
+                words = vocabulary_boxes(app, "live")
             with gr.Column(scale=2):
                 view = gr.HTML(tab.view(None), elem_id="live-text")
                 transcript = gr.Textbox(
@@ -238,7 +247,12 @@ def build_live_tab(app: TranscriptionApp) -> list[Any]:
                 )
         session = gr.State(None)
         started = microphone.start_recording(
-            tab.start, [model], [session, view], api_name="live_start", queue=False, show_progress="hidden"
+            tab.start,
+            [model, words.phrases, words.rules],
+            [session, view],
+            api_name="live_start",
+            queue=False,
+            show_progress="hidden",
         )
         microphone.stream(
             tab.chunk,

@@ -15,8 +15,10 @@ from gradio.utils import NamedString
 from localstt.formats import WRITERS
 from localstt.models import Answerer, Diarizer, families, family_for
 from localstt.web.app import TranscriptionApp
+from localstt.web.library_tab import build_library_tab
 from localstt.web.live_tab import build_live_tab
-from localstt.web.status import status_markdown
+from localstt.web.subtitle_controls import chosen_layout, subtitle_inputs
+from localstt.web.vocabulary_box import job_vocabulary, vocabulary_boxes
 
 STATUS_REFRESH_S = 1.0  # how often an open page re-reads the status while a model loads
 SEGMENT_HEADERS = ["file", "start", "end", "text"]
@@ -90,6 +92,9 @@ def build_page(app: TranscriptionApp) -> gr.Blocks:
                         placeholder="Ana, Ben: in the order they first speak (optional)",
                         elem_id="speaker-names",
                     )
+                    words = vocabulary_boxes(app, "files")
+                    with gr.Accordion("Subtitle lines", open=False, elem_id="files-subtitle-lines"):
+                        lines = subtitle_inputs(config.subtitles, "files")
                     run = gr.Button("Transcribe", variant="primary")
                 with gr.Column(scale=2):
                     transcript = gr.Textbox(
@@ -100,6 +105,7 @@ def build_page(app: TranscriptionApp) -> gr.Blocks:
                     )
                     downloads = gr.File(label="Downloads", file_count="multiple", interactive=False)
             live_events = build_live_tab(app)
+            build_library_tab(app)
         asking = f" ({', '.join(llm_names)})" if llm_names else ""
         with gr.Accordion(f"Ask the language model about the transcript{asking}", open=False):
             llm_key = gr.Dropdown(llm_keys, value=llm_keys[0] if llm_keys else None, label="Model")
@@ -107,7 +113,7 @@ def build_page(app: TranscriptionApp) -> gr.Blocks:
             ask = gr.Button("Ask")
             answer = gr.Textbox(label="Answer", lines=6)
             thinking = gr.Textbox(label="The model's reasoning (<think>)", lines=4)
-        status = gr.Markdown(status_markdown(app.store), elem_id="status")
+        status = gr.Markdown(app.status(), elem_id="status")
         refresh = gr.Timer(STATUS_REFRESH_S, active=False)
 
         def on_transcribe(
@@ -117,17 +123,42 @@ def build_page(app: TranscriptionApp) -> gr.Blocks:
             formats_value: list[str],
             speakers_value: bool,
             names_value: str,
+            phrases_value: str,
+            rules_value: str,
+            max_chars: float | None = None,
+            max_lines: float | None = None,
+            max_cue_seconds: float | None = None,
+            min_gap_seconds: float | None = None,
             progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented idiom
         ) -> tuple[str, dict[str, Any], list[str], str]:
+            vocabulary = job_vocabulary(app.options.vocabulary, phrases_value, rules_value)
             text, rows, written, status = app.transcribe(
-                files_value, recording_value, key, formats_value, progress, speakers_value, names_value
+                files_value,
+                recording_value,
+                key,
+                formats_value,
+                progress,
+                speakers_value,
+                names_value,
+                vocabulary,
+                chosen_layout(config.subtitles, max_chars, max_lines, max_cue_seconds, min_gap_seconds),
             )
             headers = SPEAKER_SEGMENT_HEADERS if speakers_value else SEGMENT_HEADERS
             return text, {"headers": headers, "data": rows}, written, status
 
         run.click(
             on_transcribe,
-            [files, recording, model_key, formats, speakers, speaker_names],
+            [
+                files,
+                recording,
+                model_key,
+                formats,
+                speakers,
+                speaker_names,
+                words.phrases,
+                words.rules,
+                *lines,
+            ],
             [transcript, segments, downloads, status],
             api_name="transcribe",
             concurrency_limit=1,

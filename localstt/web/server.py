@@ -37,6 +37,7 @@ def server_app(app: TranscriptionApp, access: Access | None = None) -> Any:
         api_key=access.api_key,
         max_upload_bytes=max_upload_bytes,
         live=app.live,
+        library=app.keeper,
     )
     demo = build_page(app)
 

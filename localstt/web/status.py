@@ -17,8 +17,9 @@ def load_headline(row: ModelStatus) -> str:
     return ""
 
 
-def status_markdown(store: ModelStore, live_sessions: int = 0) -> str:
-    """Each model's row, a headline for each load under way or done, and the live sessions open."""
+def status_markdown(store: ModelStore, live_sessions: int = 0, library: str = "") -> str:
+    """Each model's row, a headline for each load under way or done, the live sessions open, and the
+    `library` line (where transcripts are kept, or why they are not)."""
     rows = store.status()
     lines = []
     for headline in (line for row in rows if (line := load_headline(row))):
@@ -36,4 +37,6 @@ def status_markdown(store: ModelStore, live_sessions: int = 0) -> str:
             state = "exported, not loaded" if row.exported else row.message
         size = human_size(row.size_on_disk) if row.exported else "-"
         lines.append(f"| {row.key} | {row.repo} @ {commit} | {size} | {state} |")
+    if library:
+        lines += ["", library]
     return "\n".join(lines)

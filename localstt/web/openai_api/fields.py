@@ -1,7 +1,9 @@
 """The fields of a transcription request, checked: OpenAI's names and values, these models' limits.
 
-Where OpenAI's API and these models differ (docs/api.md lists it all): `prompt`, `temperature` and
-`keywords` are accepted and change nothing; `language` must be English; `word` timestamps need
+Where OpenAI's API and these models differ (docs/api.md lists it all): `keywords` are phrases to
+recognise (added to config.toml's vocabulary); `prompt` and `temperature` are accepted and change
+nothing (a prompt is free text, not a list of words to boost: boosting its words would pull the
+transcript towards whatever the prompt happens to say); `language` must be English; `word` timestamps need
 `verbose_json` (as at OpenAI) and a model that has them; `chunking_strategy`,
 `known_speaker_references[]` and `include[]=logprobs` are refused.
 """
@@ -15,11 +17,12 @@ from starlette.datastructures import FormData
 
 from localstt.config import AppConfig
 from localstt.engine import diarizer_key
-from localstt.errors import ConfigError
+from localstt.errors import ConfigError, VocabularyError
 from localstt.models import Transcriber, family_for
 from localstt.portability import safe_file_stem
 from localstt.spec import ModelSpec
 from localstt.store import ModelStore
+from localstt.vocabulary import check_phrases
 from localstt.web.openai_api.guards import ApiError, unsupported
 from localstt.web.openai_api.replies import RESPONSE_FORMATS
 
@@ -37,6 +40,7 @@ class TranscriptionRequest:
     stream: bool
     speakers: bool = False
     speaker_names: tuple[str, ...] = ()  # known_speaker_names[], in order of first appearance
+    keywords: tuple[str, ...] = ()  # keywords[]: phrases to recognise, after config.toml's
 
 
 def has_word_times(spec: ModelSpec) -> bool:
@@ -136,7 +140,12 @@ def check_fields(form: FormData, store: ModelStore) -> TranscriptionRequest:
             "stream",
             f"stream=true sends text events; use response_format json or text, not {response_format}.",
         )
-    return TranscriptionRequest(spec.key, response_format, granularities, stream, speakers, names)
+    keywords = tuple(values(form, "keywords"))
+    try:
+        check_phrases([*store.config.transcription.vocabulary.phrases, *keywords])
+    except VocabularyError as error:
+        raise ApiError(400, str(error), param="keywords", code="invalid_value") from None
+    return TranscriptionRequest(spec.key, response_format, granularities, stream, speakers, names, keywords)
 
 
 def text(form: FormData, name: str) -> str:

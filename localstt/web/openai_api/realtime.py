@@ -46,12 +46,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from localstt.errors import LiveError, LocalSttError
 from localstt.live.service import LiveService
 from localstt.live.session import LiveEvent, LiveSession
-from localstt.web.openai_api.fields import find_model
 from localstt.web.openai_api.guards import ApiError
+from localstt.web.openai_api.realtime_settings import INPUT_RATE, RealtimeSettings, read_session_update
 
 logger = logging.getLogger(__name__)
 
-INPUT_RATE = 24000
 MAX_APPEND_BYTES = 15 << 20  # OpenAI's own limit for one append's audio
 CLIENT_EVENTS = (
     "session.update",
@@ -89,9 +88,7 @@ class RealtimeConnection:
         self.live = live
         self.outgoing: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
-        models = live.streaming_models()
-        self.model_key = models[0] if models else ""
-        self.server_vad = True  # OpenAI's default turn detection for transcription sessions
+        self.settings = RealtimeSettings.default(live.store.config, live.streaming_models())
         self.session_id = "sess_" + secrets.token_hex(8)
         self.item: _Item | None = None
         self.last_item: str | None = None
@@ -100,7 +97,7 @@ class RealtimeConnection:
     # The session's description, as session.created and session.updated give it
 
     def description(self) -> dict[str, Any]:
-        detection = {"type": "server_vad"} if self.server_vad else None
+        detection = {"type": "server_vad"} if self.settings.server_vad else None
         return {
             "type": "transcription",
             "id": self.session_id,
@@ -108,7 +105,7 @@ class RealtimeConnection:
             "audio": {
                 "input": {
                     "format": {"type": "audio/pcm", "rate": INPUT_RATE},
-                    "transcription": {"model": self.model_key},
+                    "transcription": {"model": self.settings.model_key},
                     "turn_detection": detection,
                 }
             },
@@ -177,65 +174,8 @@ class RealtimeConnection:
             await self.send(error_event(str(error), "live_unavailable", None, event_id))
 
     async def update(self, session: Any, event_id: str | None) -> None:
-        if not isinstance(session, dict):
-            raise ApiError(
-                400, "session.update needs a `session` object.", param="session", code="invalid_value"
-            )
-        if session.get("type", "transcription") != "transcription":
-            raise ApiError(
-                400,
-                'This server transcribes: set session.type to "transcription" '
-                "(and connect with intent=transcription).",
-                param="session.type",
-                code="invalid_value",
-            )
-        audio_in = (session.get("audio") or {}).get("input") or {}
-        fmt = audio_in.get("format") or {}
-        if fmt and (fmt.get("type") not in (None, "audio/pcm") or fmt.get("rate", INPUT_RATE) != INPUT_RATE):
-            raise ApiError(
-                400,
-                "The input audio must be audio/pcm at 24000 Hz (16-bit, mono, little-endian).",
-                param="session.audio.input.format",
-                code="invalid_value",
-            )
-        transcription = audio_in.get("transcription") or {}
-        model = transcription.get("model")
-        if model:
-            spec = find_model(self.live.store.config, str(model))
-            if spec.key not in self.live.streaming_models():
-                live = ", ".join(self.live.streaming_models()) or "none"
-                raise ApiError(
-                    400,
-                    f"{spec.key} cannot transcribe live; the models that can: {live}.",
-                    param="session.audio.input.transcription.model",
-                    code="model_not_live",
-                )
-            if self.item is not None and spec.key != self.model_key:
-                raise ApiError(
-                    400,
-                    "Commit or clear the audio sent so far before changing the model.",
-                    param="session.audio.input.transcription.model",
-                    code="invalid_value",
-                )
-            self.model_key = spec.key
-        language = transcription.get("language")
-        if language and str(language).lower().split("-")[0] not in ("en", "eng", "english"):
-            raise ApiError(
-                400,
-                f"These models transcribe English only, not {language!r}.",
-                param="session.audio.input.transcription.language",
-                code="unsupported_value",
-            )
-        if "turn_detection" in audio_in:
-            detection = audio_in["turn_detection"]
-            self.server_vad = isinstance(detection, dict) and detection.get("type") == "server_vad"
-            if isinstance(detection, dict) and detection.get("type") not in ("server_vad",):
-                raise ApiError(
-                    400,
-                    'turn_detection takes null (commit yourself) or {"type": "server_vad"}.',
-                    param="session.audio.input.turn_detection",
-                    code="unsupported_value",
-                )
+        config, streaming = self.live.store.config, self.live.streaming_models()
+        self.settings = read_session_update(session, self.settings, config, streaming, self.item is not None)
         await self.send(server_event("session.updated", session=self.description()))
 
     async def append(self, audio: Any, event_id: str | None) -> None:
@@ -287,7 +227,7 @@ class RealtimeConnection:
         self.resampler = soxr.ResampleStream(INPUT_RATE, 16000, 1, "float32", "HQ")
         if len(tail):
             self.live.feed(item.session, tail)
-        if not self.server_vad:
+        if not self.settings.server_vad:
             committed = server_event(
                 "input_audio_buffer.committed", item_id=item.id, previous_item_id=item.previous
             )
@@ -326,7 +266,8 @@ class RealtimeConnection:
             self.loop.call_soon_threadsafe(self._on_live_event, opened, event)
 
         try:
-            session = await run_in_threadpool(self.live.open, self.model_key, listener)
+            key, vocabulary = self.settings.model_key, self.settings.vocabulary
+            session = await run_in_threadpool(self.live.open, key, listener, vocabulary)
         except LiveError as error:
             raise ApiError(400, str(error), code="live_unavailable") from None
         self.item = _Item(item_id, session, previous)
@@ -348,7 +289,7 @@ class RealtimeConnection:
                     delta=delta,
                 )
             )
-            if self.server_vad:
+            if self.settings.server_vad:
                 self.outgoing.put_nowait(
                     server_event(
                         "input_audio_buffer.committed", item_id=item.id, previous_item_id=item.previous

@@ -14,9 +14,10 @@ from typing import Any
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from localstt.formats import WRITERS
+from localstt.formats import WRITERS, writer_for
 from localstt.manifest import Manifest
 from localstt.spec import ModelSpec
+from localstt.subtitles import DEFAULT_LAYOUT, SubtitleLayout
 from localstt.transcript import Segment, Transcript
 
 OWN_SHAPES = ("json", "text", "verbose_json", "diarized_json")
@@ -29,7 +30,9 @@ def transcript_reply(
     response_format: str,
     granularities: frozenset[str],
     speaker_names: tuple[str, ...],
+    layout: SubtitleLayout = DEFAULT_LAYOUT,
 ) -> Response:
+    """The reply in `response_format`; SRT and WebVTT cut under `layout` (config.toml's [subtitles])."""
     usage = {"type": "duration", "seconds": transcript.duration}
     if response_format == "json":
         return JSONResponse({"text": transcript.text, "usage": usage})
@@ -56,7 +59,7 @@ def transcript_reply(
         if transcript.has_speakers:
             return PlainTextResponse(WRITERS["txt"].render(transcript))
         return PlainTextResponse(transcript.text + "\n")
-    return PlainTextResponse(WRITERS[response_format].render(transcript))
+    return PlainTextResponse(writer_for(response_format, layout).render(transcript))
 
 
 def diarized(transcript: Transcript, speaker_names: tuple[str, ...]) -> dict[str, Any]:

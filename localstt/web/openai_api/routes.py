@@ -7,6 +7,7 @@ upload lives in a private temporary folder for the length of its request only.
 
 from __future__ import annotations
 
+import logging
 import queue
 import shutil
 import tempfile
@@ -27,7 +28,8 @@ from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 
 from localstt import engine
-from localstt.errors import AudioError, ConfigError, ExportError, LocalSttError, QueueFull
+from localstt.errors import AudioError, ConfigError, ExportError, LocalSttError, QueueFull, VocabularyError
+from localstt.library.keeper import Keeper
 from localstt.live.service import LiveService
 from localstt.logfile import report_unexpected
 from localstt.manifest import export_command, read_manifest
@@ -35,6 +37,7 @@ from localstt.options import TranscribeOptions
 from localstt.spec import ModelSpec
 from localstt.store import ModelStore
 from localstt.transcript import Segment, Transcript
+from localstt.vocabulary import merged
 from localstt.web.gpu_queue import GpuQueue
 from localstt.web.openai_api.fields import (
     TranscriptionRequest,
@@ -44,9 +47,11 @@ from localstt.web.openai_api.fields import (
     upload_name,
 )
 from localstt.web.openai_api.guards import ApiError, KeyCheck, UploadLimit, http_error, unsupported
+from localstt.web.openai_api.library import LibraryRoutes
 from localstt.web.openai_api.realtime import RealtimeConnection
 from localstt.web.openai_api.replies import model_card, sse_event, transcript_reply
 
+logger = logging.getLogger(__name__)
 RETRY_AFTER_S = 10
 _CHUNK = 1 << 20
 
@@ -61,6 +66,7 @@ class ApiServer:
     api_key: str | None = None
     max_upload_bytes: int = 2048 << 20
     live: LiveService | None = None  # the app's live sessions, for /realtime
+    library: Keeper | None = None  # the app's library: each transcript is kept there; /library
 
     def app(self) -> ASGIApp:
         """The ASGI app to mount at /v1."""
@@ -70,6 +76,7 @@ class ApiServer:
             Route("/models", self.list_models, methods=["GET"]),
             Route("/models/{model_id:path}", self.get_model, methods=["GET"]),
             WebSocketRoute("/realtime", self.realtime),
+            *LibraryRoutes(self.library, self.store.config.subtitles, self.store.config.path).routes(),
         ]
         api = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
         return KeyCheck(UploadLimit(api, self.max_upload_bytes), self.api_key)
@@ -126,12 +133,22 @@ class ApiServer:
                 streaming = True
                 return reply
             transcript = await run_in_threadpool(self._run, checked, path, None)
+            await run_in_threadpool(self._keep, transcript, path)
         finally:
             if not streaming:
                 shutil.rmtree(folder, ignore_errors=True)
         return transcript_reply(
-            transcript, checked.response_format, checked.granularities, checked.speaker_names
+            transcript,
+            checked.response_format,
+            checked.granularities,
+            checked.speaker_names,
+            self.store.config.subtitles,
         )
+
+    def _keep(self, transcript: Transcript, path: Path) -> None:
+        """Into the library (when it is on); a failure there is logged, the reply goes out anyway."""
+        if self.library is not None and (note := self.library.keep(transcript, "api", source=path)):
+            logger.warning("%s", note)
 
     def _run(
         self,
@@ -145,6 +162,8 @@ class ApiServer:
             options = self.options
             if checked.speakers:
                 options = options.replace(speakers=True, speaker_names=checked.speaker_names)
+            if checked.keywords:
+                options = options.replace(vocabulary=merged(options.vocabulary, checked.keywords))
             with self.queue.turn(refuse_when_full=True):
                 return engine.transcribe(path, checked.model_key, options, self.store, None, segments_done)
         except QueueFull as error:
@@ -155,6 +174,8 @@ class ApiServer:
             raise ApiError(400, str(error), param="file", code="invalid_audio") from None
         except ExportError as error:
             raise ApiError(503, str(error), param="model", code="model_not_exported") from None
+        except VocabularyError as error:
+            raise ApiError(400, str(error), param="keywords", code="invalid_value") from None
         except ConfigError as error:
             raise ApiError(404, str(error), param="model", code="model_not_found") from None
         except LocalSttError as error:  # EngineError (e.g. out of memory), LoadError
@@ -179,6 +200,7 @@ class ApiServer:
             except ApiError as error:
                 events.put(("error", error))
             else:
+                self._keep(transcript, path)
                 events.put(("done", transcript))
             finally:
                 shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,121 @@
+"""Phrase boosting, measured: RTFx with no vocabulary, 10 phrases and 1,000 phrases, side by side, and the
+one-time cost of building the boosted decoding for each list.
+
+    uv run python benchmarks/vocabulary.py            # full-size random-weight Parakeet (~20 min)
+    uv run python benchmarks/vocabulary.py --quick    # the tiny Parakeet (the suite's smoke test)
+
+The model is exported from the test hub and loaded by the app's store; each list transcribes the
+same 60 s of espeak-ng speech three times through the engine (the first call builds the list's
+decoding, which is timed apart; the RTFx is the best of the other two). The phrases are two- and
+three-word phrases of the speech's words that the model's tokenizer can spell. Results go to
+docs/benchmarks.md ("## Vocabulary") and benchmarks/vocabulary-results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.report import machine_name, replace_section
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+HEADING = "## Vocabulary"
+
+
+def phrase_lists(loaded: Any, words: list[str]) -> dict[str, tuple[str, ...]]:
+    """0, 10 and 1,000 phrases the model can spell, made of `words`."""
+    from localstt.models.parakeet_boost import phrase_problem
+
+    candidates = (
+        " ".join(combo).capitalize()
+        for size in (2, 3)
+        for combo in itertools.permutations(dict.fromkeys(words), size)
+    )
+    spellable: list[str] = []
+    for phrase in candidates:
+        if not phrase_problem(loaded, phrase):
+            spellable.append(phrase)
+        if len(spellable) == 1000:
+            break
+    return {"none": (), "10 phrases": tuple(spellable[:10]), "1000 phrases": tuple(spellable)}
+
+
+def build(row: dict[str, Any]) -> str:
+    """The build's time, for a list that has one."""
+    return f"{row['build_s']} s" if row["phrases"] else "-"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the tiny model")
+    parser.add_argument("--workdir", default=str(HERE / "work" / "vocabulary"))
+    parser.add_argument("--doc", default=str(REPO / "docs" / "benchmarks.md"))
+    parser.add_argument("--results", default=str(HERE / "vocabulary-results.json"))
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    import localstt.offline  # noqa: F401  # before NeMo and the hub client
+    from benchmarks.live import exported_store
+    from benchmarks.models import FULL, SENTENCES, build_parakeet_nemo, make_speech
+    from localstt import engine
+    from localstt.spec import Vocabulary
+    from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV, TINY_PARAKEET_NEMO
+
+    if args.quick:
+        store, speech = exported_store(workdir / "tiny", TINY_PARAKEET_NEMO), PHRASE_WAV
+        words = PHRASE_TXT.read_text(encoding="utf-8").lower().rstrip(".\n").split()
+    else:
+        nemo, _, _ = build_parakeet_nemo(workdir / "full", FULL)
+        store, speech = exported_store(workdir / "full", nemo), make_speech(workdir / "full", 60.0)
+        words = " ".join(SENTENCES).lower().replace(".", "").replace(",", "").split()
+    loaded = store.load("parakeet")
+    lists = phrase_lists(loaded, words)
+    rows = []
+    for name, phrases in lists.items():
+        options = store.config.transcription.replace(vocabulary=Vocabulary(phrases))
+        seconds = []
+        for _ in range(3):
+            started = time.perf_counter()
+            transcript = engine.transcribe(speech, "parakeet", options, store)
+            seconds.append(time.perf_counter() - started)
+        best = min(seconds[1:])
+        rows.append(
+            {
+                "list": name,
+                "phrases": len(phrases),
+                "first_call_s": round(seconds[0], 2),
+                "build_s": round(max(0.0, seconds[0] - best), 2),
+                "rtfx": round(transcript.duration / best, 2),
+            }
+        )
+        print(rows[-1], flush=True)
+    results = {
+        "machine": machine_name(loaded.device),
+        "date": time.strftime("%Y-%m-%d"),
+        "model": "tiny Parakeet" if args.quick else "full-size random-weight Parakeet (617.8 M parameters)",
+        "audio_s": round(transcript.duration, 1),
+        "rows": rows,
+    }
+    Path(args.results).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    lines = [
+        HEADING,
+        "",
+        f"`uv run python benchmarks/vocabulary.py`, {results['machine']}, {results['date']}: the",
+        f"{results['model']}, {results['audio_s']} s of espeak-ng speech through the engine, best of two",
+        "calls after a first one that also builds the list's boosted decoding (its extra time is the build).",
+        "",
+        "| phrases | RTFx | first call | building the boosted decoding |",
+        "|---|---|---|---|",
+        *(f"| {r['phrases']} | {r['rtfx']} | {r['first_call_s']} s | {build(r)} |" for r in rows),
+    ]
+    replace_section(Path(args.doc), HEADING, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
