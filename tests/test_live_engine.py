@@ -164,6 +164,33 @@ def test_live_text_is_the_offline_text(store: ModelStore, offline: dict[str, str
     assert PHRASE in offline[PHRASE_DIALOGUE_WAV.name]
 
 
+def test_every_session_shares_one_decoder_and_the_model_keeps_its_own_decoding(
+    store: ModelStore, live: LiveService, monkeypatch: pytest.MonkeyPatch
+):
+    """NeMo's pipeline is built once per loaded model, not per session, and its decoding (per-stream
+    boosting on) is swapped in for live steps only: file jobs keep the model's own."""
+    from localstt.models import parakeet_live
+
+    loaded = store.load("parakeet")
+    for key in [key for key in loaded.cache if key.startswith("live decoder")]:
+        del loaded.cache[key]
+    builds = []
+    build = parakeet_live.ParakeetLive.__init__
+
+    def counted(self: parakeet_live.ParakeetLive, *args: object) -> None:
+        builds.append(self)
+        build(self, *args)
+
+    monkeypatch.setattr(parakeet_live.ParakeetLive, "__init__", counted)
+    own = loaded.model.decoding
+    for _ in range(3):
+        session = live.open("parakeet", Heard())
+        speak(live, session, samples(PHRASE_WAV))
+        assert live.close(session).text == PHRASE
+        assert loaded.model.decoding is own
+    assert len(builds) == 1
+
+
 def test_partial_text_comes_before_the_end_and_the_last_words_after_it(live: LiveService):
     heard = Heard()
     session = live.open("parakeet", heard)

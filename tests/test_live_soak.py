@@ -21,7 +21,8 @@ PHRASE = PHRASE_TXT.read_text().strip()
 SESSIONS = 100
 # Measured here: RSS grows by about 24 MB over the first 50 sessions (torch's and the allocator's
 # caches filling), then by 0.5 to 1.3 MB per 50 more; a session that kept its audio (3.4 s, 220 kB)
-# would add 22 MB over 100.
+# would add 22 MB over 100, and NeMo's pipeline built anew for each session left about 100 MB per
+# session to the cyclic garbage collector (1.2 to 3.4 GB over 100).
 WARM_UP = 50
 RSS_BOUND = 8 << 20
 

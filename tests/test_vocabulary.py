@@ -13,6 +13,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +207,26 @@ def test_a_live_session_boosts_its_own_stream_only(store: ModelStore):
             live.feed(plain, audio[start : start + 1600])
         assert live.close(boosted).text == SENTENCE
         assert live.close(plain).text == PHRASE
+        # a boosted session whose client goes away mid-stream takes its phrases with it
+        gone = live.open("parakeet", lambda e: None, Vocabulary((SENTENCE,), strength=5.0))
+        steps = live.steps
+        live.feed(gone, audio)
+        deadline = time.monotonic() + 120
+        while live.steps == steps and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert live.steps > steps, "no live step within 120 s"
+        (decoder,) = [
+            value
+            for key, value in store.load("parakeet").cache.items()
+            if key.startswith("live decoder") and value.chunk_samples == 32000
+        ]
+        boosting = decoder._pipeline.decoding_computer.biasing_multi_model
+        assert int(boosting.model2active.sum()) == 1
+        live.abort(gone)
+        assert int(boosting.model2active.sum()) == 0
+        after = live.open("parakeet", lambda e: None)
+        live.feed(after, audio)
+        assert live.close(after).text == PHRASE
     finally:
         live.stop()
 

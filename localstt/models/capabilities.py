@@ -116,7 +116,8 @@ class Streamer(Protocol):
     """Transcribes while the recording is being made (localstt/live/ runs the sessions)."""
 
     def live_decoder(self, loaded: LoadedModel, settings: LiveSettings) -> LiveDecoder:
-        """A decoder over `loaded` (never a second copy of the model). Called with its lock held."""
+        """A decoder over `loaded` (never a second copy of the model), which may be the one every
+        session of `loaded` shares. Called with its lock held."""
         ...
 
 

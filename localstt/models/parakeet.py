@@ -131,7 +131,11 @@ class Parakeet(ModelFamily, Transcriber[ParakeetOptions], Streamer, PhraseBooste
         return parakeet_boost.boosting(loaded, vocabulary)
 
     def live_decoder(self, loaded: LoadedModel, settings: LiveSettings) -> LiveDecoder:
-        return ParakeetLive(loaded, settings)
+        key = f"live decoder {settings}"  # one per loaded model and settings, for every session
+        if key not in loaded.cache:
+            loaded.cache[key] = ParakeetLive(loaded, settings)
+        decoder: LiveDecoder = loaded.cache[key]
+        return decoder
 
     def first_run(self, loaded: LoadedModel) -> None:
         _run(loaded, silence(1.0), ParakeetOptions(), local=False)

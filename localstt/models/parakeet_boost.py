@@ -45,15 +45,15 @@ def boosting(loaded: LoadedModel, vocabulary: Vocabulary) -> Iterator[None]:
         yield
         return
     model = loaded.model
-    before = _state(model)
+    before = decoding_state(model)
     key = f"boosted decoding {vocabulary.phrases_key}"
     if key not in loaded.cache:
         loaded.cache[key] = _build(model, vocabulary, use_triton=loaded.device == "cuda")
-    _put(model, loaded.cache[key])
+    put_decoding(model, loaded.cache[key])
     try:
         yield
     finally:
-        _put(model, before)
+        put_decoding(model, before)
 
 
 def _build(model: Any, vocabulary: Vocabulary, use_triton: bool) -> tuple[Any, ...]:
@@ -63,7 +63,7 @@ def _build(model: Any, vocabulary: Vocabulary, use_triton: bool) -> tuple[Any, .
     )
     from omegaconf import OmegaConf, open_dict  # NeMo's config library: with the model, not before
 
-    before = _state(model)
+    before = decoding_state(model)
     config = copy.deepcopy(model.cfg.decoding)
     with open_dict(config):
         config.strategy = "greedy_batch"  # NeMo boosts only greedy_batch (and beam) decoding of TDT
@@ -79,18 +79,18 @@ def _build(model: Any, vocabulary: Vocabulary, use_triton: bool) -> tuple[Any, .
         )
         config.greedy.boosting_tree_alpha = vocabulary.strength
     model.change_decoding_strategy(config, verbose=False)
-    boosted = _state(model)
-    _put(model, before)
+    boosted = decoding_state(model)
+    put_decoding(model, before)
     return boosted
 
 
-def _state(model: Any) -> tuple[Any, ...]:
+def decoding_state(model: Any) -> tuple[Any, ...]:
     """What `change_decoding_strategy` sets: the decoding, the WER metric, the joint's temperature and
     the decoding config (a later rebuild reads it)."""
     return (model.decoding, model.wer, model.joint.temperature, copy.deepcopy(model.cfg.decoding))
 
 
-def _put(model: Any, state: tuple[Any, ...]) -> None:
+def put_decoding(model: Any, state: tuple[Any, ...]) -> None:
     from omegaconf import open_dict  # NeMo's config library: with the model, not before
 
     model.decoding, model.wer, model.joint.temperature, config = state

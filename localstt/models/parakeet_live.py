@@ -7,6 +7,11 @@ pinned, verified, mapped, offline, never a second copy. The wrapper sets the mod
 label-looping greedy_batch (what chunked TDT decoding needs), its dither to 0, and keeps its dtype:
 float32 weights, under the engine's autocast on a GPU.
 
+A decoding is global to the model, so the live one (per-stream phrase boosting on) is kept aside and
+swapped in for each step only; file jobs between steps keep their own. One live decoder is built per
+loaded model and live settings (`live_decoder`), and serves every session: building NeMo's pipeline
+costs a decoding rebuild and leaves about 100 MB to the cyclic garbage collector each time.
+
 Each step encodes left + chunk + right context of every stream that has a chunk ready, in ONE
 encoder call, and decodes the chunk with each stream's saved decoder state. Text becomes final when
 NeMo's endpointing sees `endpoint_ms` without a new token, or when the stream ends (the tail is
@@ -22,7 +27,7 @@ import numpy as np
 
 from localstt.models.capabilities import LiveChunk, LiveUpdate
 from localstt.models.family import LoadedModel
-from localstt.models.parakeet_boost import CONTEXT_SCORE, DEPTH_SCALING
+from localstt.models.parakeet_boost import CONTEXT_SCORE, DEPTH_SCALING, decoding_state, put_decoding
 from localstt.spec import LiveSettings
 from localstt.transcript import Word
 
@@ -97,6 +102,7 @@ class ParakeetLive:
         from nemo.collections.asr.inference.pipelines.buffered_rnnt_pipeline import BufferedRNNTPipeline
 
         model = loaded.model
+        before = decoding_state(model)  # the wrapper sets its own; the model's is put back
 
         class LoadedWrapper(RNNTInferenceWrapper):  # type: ignore[misc]
             """NeMo's wrapper, handed the store's model instead of loading one."""
@@ -116,6 +122,8 @@ class ParakeetLive:
             use_amp=use_amp,
         )
         self._pipeline = BufferedRNNTPipeline(cfg, wrapper, itn_model=None, nmt_model=None)
+        self._decoding = decoding_state(model)
+        put_decoding(model, before)
         self._model = model
         self._device = loaded.device
         # NeMo rounds the chunk to whole encoder frames (80 ms): the chunk every frame must be.
@@ -142,8 +150,13 @@ class ParakeetLive:
             )
             for chunk in chunks
         ]
-        with torch.inference_mode():
-            outputs = self._pipeline.transcribe_step(frames)
+        before = decoding_state(self._model)
+        put_decoding(self._model, self._decoding)
+        try:
+            with torch.inference_mode():
+                outputs = self._pipeline.transcribe_step(frames)
+        finally:
+            put_decoding(self._model, before)
         return [
             LiveUpdate(
                 stream_id=output.stream_id,
@@ -189,6 +202,18 @@ class ParakeetLive:
 
     def drop(self, stream_id: int) -> None:
         """Forget a stream that ended without its last chunk (a client that went away)."""
+        state = self._pipeline.get_state(stream_id)
+        computer = self._pipeline.decoding_computer
+        # its phrases leave the shared boosting model, as NeMo does at a stream's last frame
+        if (
+            state is not None
+            and computer is not None
+            and state.has_biasing_request()
+            and state.options.biasing_cfg.auto_manage_multi_model
+        ):
+            state.options.biasing_cfg.remove_from_multi_model(
+                biasing_multi_model=computer.biasing_multi_model
+            )
         self._pipeline.delete_state(stream_id)
         bufferer = getattr(self._pipeline, "bufferer", None)
         if bufferer is not None and hasattr(bufferer, "rm_bufferer"):
