@@ -207,10 +207,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VocabularyError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    library = store.config.library
+    keeping = args.library or (library is not None and library.cli)
+    keeper = Keeper(library, store.config.path, on=keeping)
+    if keeping and not keeper.available:
+        print(f"warning: {keeper.problem} Transcribing without it.", file=sys.stderr)
     if args.live is not None:
         live_options = store.config.transcription.replace(vocabulary=vocabulary)
         return _live(
-            args.live, model_key, formats, Path(args.out), store, args.realtime, args.inputs, live_options
+            args.live,
+            model_key,
+            formats,
+            Path(args.out),
+            store,
+            args.realtime,
+            args.inputs,
+            live_options,
+            keeper,
         )
     if not args.inputs and not args.manifest:
         print("error: name the recordings: files, folders or --manifest LIST.jsonl.", file=sys.stderr)
@@ -236,11 +249,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: --{str(error).replace('_', '-')}", file=sys.stderr)
         return 2
-    library = store.config.library
-    keeping = args.library or (library is not None and library.cli)
-    keeper = Keeper(library, store.config.path, on=keeping)
-    if keeping and not keeper.available:
-        print(f"warning: {keeper.problem} Transcribing without it.", file=sys.stderr)
     out_dir = Path(args.out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -306,13 +314,14 @@ def _live(
     realtime: bool,
     others: Sequence[str],
     options: TranscribeOptions,
+    keeper: Keeper,
 ) -> int:
     if others:
         print("error: --live takes one source; name no other recordings.", file=sys.stderr)
         return 2
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        return run_live(source, model_key, formats, out_dir, store, realtime, options.vocabulary)
+        return run_live(source, model_key, formats, out_dir, store, realtime, options.vocabulary, keeper)
     except LocalSttError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

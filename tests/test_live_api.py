@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import soundfile as sf
@@ -150,9 +151,17 @@ def test_deltas_come_before_the_commit_and_completed_has_the_whole_text(app: Run
     )
 
 
+def kept_realtime(app: RunningApp) -> dict[int, dict[str, Any]]:
+    """The library's transcripts that realtime connections made, by id (GET /v1/library)."""
+    listing = httpx.get(f"{app.url}v1/library", headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    assert listing.status_code == 200, listing.text
+    return {entry["id"]: entry for entry in listing.json()["data"] if entry["origin"] == "realtime"}
+
+
 def test_the_last_words_come_after_the_commit(app: RunningApp):
     """The tail is flushed: the phrase is shorter than one step's right context, so nothing is final
-    before the commit and everything after it."""
+    before the commit and everything after it. By `completed`, the item is in the library."""
+    before = kept_realtime(app)
     with client(app).realtime.connect(extra_query={"intent": "transcription"}) as connection:
         events = Events(connection)
         connection.session.update(session=transcription_session())  # type: ignore[arg-type]
@@ -166,6 +175,9 @@ def test_the_last_words_come_after_the_commit(app: RunningApp):
         i for i, e in enumerate(events.seen) if e.type == "conversation.item.input_audio_transcription.delta"
     ]
     assert deltas and min(deltas) > committed_at
+    (new,) = set(kept_realtime(app)) - set(before)
+    kept = httpx.get(f"{app.url}v1/library/{new}", headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    assert kept.json()["transcript"]["text"] == PHRASE
 
 
 def test_a_wrong_key_or_none_is_refused_at_the_handshake(app: RunningApp):

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from localstt.library.database import Library
+from localstt.library.settings import LibrarySettings
 from testkit.store_env import Project
 from testkit.tiny_models import PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
 
@@ -73,16 +75,34 @@ def test_a_piped_wav_prints_each_line_as_it_settles_and_writes_the_files(
 def test_raw_pcm16_on_standard_input_and_a_file_at_real_time_pace(
     exported_project: Project, config: Path, tmp_path: Path
 ):
+    library_file = tmp_path / "kept" / "library.sqlite3"
+    library_path = r"(?ms)^(\[library\].*?^path = )[^\n]*$"
+    text, changed = re.subn(library_path, rf'\g<1>"{library_file}"', config.read_text(encoding="utf-8"))
+    assert changed == 1
+    kept_config = config.with_name("live-cli-kept.toml")  # beside local_models/, like the others
+    kept_config.write_text(text, encoding="utf-8")
     samples = sf.read(str(PHRASE_WAV), dtype="int16")[0]
-    raw = live(exported_project, config, tmp_path / "raw", "--live", "-")
+    raw = live(exported_project, kept_config, tmp_path / "raw", "--live", "-")
     stdout, stderr = raw.communicate(samples.astype("<i2").tobytes(), timeout=WAIT_S)
     assert raw.returncode == 0, stderr.decode()
     assert stdout.decode().strip() == PHRASE
-    paced = live(exported_project, config, tmp_path / "paced", "--live", str(PHRASE_WAV), "--realtime")
+    assert not library_file.exists()  # without --library the command line keeps nothing
+    paced = live(
+        exported_project,
+        kept_config,
+        tmp_path / "paced",
+        "--live",
+        str(PHRASE_WAV),
+        "--realtime",
+        "--library",
+    )
     stdout, stderr = paced.communicate(timeout=WAIT_S)
     assert paced.returncode == 0, stderr.decode()
     assert stdout.decode().strip() == PHRASE
     assert (tmp_path / "paced" / "phrase.txt").read_text(encoding="utf-8").strip() == PHRASE
+    library = Library(LibrarySettings(path=library_file))
+    (entry,) = library.entries()
+    assert (entry.origin, library.get(entry.id).transcript.text) == ("cli", PHRASE)
 
 
 @pytest.mark.slow

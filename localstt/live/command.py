@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from localstt.formats import write_outputs
+from localstt.library.keeper import Keeper
 from localstt.live.service import LiveService
 from localstt.live.session import LiveEvent
 from localstt.live.sources import from_file, from_stdin
@@ -65,9 +66,10 @@ def run_live(
     store: ModelStore,
     realtime: bool = False,
     vocabulary: Vocabulary | None = None,
+    keeper: Keeper | None = None,
 ) -> int:
     """Transcribe `source` ("-" for standard input, else a file) live; exit status 0, or 130 after
-    Ctrl-C (what was heard is kept and written either way).
+    Ctrl-C (what was heard is kept and written either way, and put in the library by `keeper`).
 
     Raises:
         LocalSttError: the model cannot go live or be loaded, the input cannot be read.
@@ -92,6 +94,8 @@ def run_live(
     sf.write(str(recording), session.recording(), 16000, subtype="PCM_16")
     for path in [*written, recording]:
         print(f"-> {path}", file=sys.stderr)
+    if keeper is not None and (note := keeper.keep(transcript, "cli", samples=session.recording())):
+        print(f"warning: {note}", file=sys.stderr)
     return status
 
 

@@ -44,8 +44,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from localstt.errors import LiveError, LocalSttError
+from localstt.library.keeper import Keeper
 from localstt.live.service import LiveService
 from localstt.live.session import LiveEvent, LiveSession
+from localstt.transcript import Transcript
 from localstt.web.openai_api.guards import ApiError
 from localstt.web.openai_api.realtime_settings import INPUT_RATE, RealtimeSettings, read_session_update
 
@@ -83,9 +85,10 @@ class _Item:
 class RealtimeConnection:
     """One WebSocket: its settings, its open item, and the events going out in order."""
 
-    def __init__(self, websocket: WebSocket, live: LiveService) -> None:
+    def __init__(self, websocket: WebSocket, live: LiveService, keeper: Keeper | None = None) -> None:
         self.websocket = websocket
         self.live = live
+        self.keeper = keeper  # the library, where each committed item's transcript is kept
         self.outgoing: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
         self.settings = RealtimeSettings.default(live.store.config, live.streaming_models())
@@ -233,6 +236,7 @@ class RealtimeConnection:
             )
             await self.send(committed)
             transcript = await run_in_threadpool(self.live.close, item.session)
+            await run_in_threadpool(self._keep, transcript, item.session)  # in the library when completed
             await self.send(self._completed(item.id, transcript.text, transcript.duration))
             return
         # With turn detection the flush ends the last turn, which its final text commits and completes
@@ -246,6 +250,14 @@ class RealtimeConnection:
             )
             await self.send(committed)
             await self.send(self._completed(item.id, "", transcript.duration))
+        await run_in_threadpool(self._keep, transcript, item.session)
+
+    def _keep(self, transcript: Transcript, session: LiveSession) -> None:
+        """The committed audio's transcript into the library (all its turns with server VAD)."""
+        if self.keeper is not None and (
+            note := self.keeper.keep(transcript, "realtime", samples=session.recording())
+        ):
+            logger.warning("%s", note)
 
     async def clear(self) -> None:
         if self.item is not None:

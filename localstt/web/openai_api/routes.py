@@ -112,7 +112,7 @@ class ApiServer:
     async def realtime(self, websocket: WebSocket) -> None:
         live = self.live or LiveService(self.store, self.store.config.live)
         await websocket.accept()
-        await RealtimeConnection(websocket, live).run()
+        await RealtimeConnection(websocket, live, self.library).run()
 
     # The transcription
 
