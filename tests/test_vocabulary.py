@@ -220,7 +220,7 @@ def test_a_live_session_boosts_its_own_stream_only(store: ModelStore):
             for key, value in store.load("parakeet").cache.items()
             if key.startswith("live decoder") and value.chunk_samples == 32000
         ]
-        boosting = decoder._pipeline.decoding_computer.biasing_multi_model
+        boosting = decoder.pipeline.decoding_computer.biasing_multi_model
         assert int(boosting.model2active.sum()) == 1
         live.abort(gone)
         assert int(boosting.model2active.sum()) == 0

@@ -20,7 +20,8 @@ flushed); until then it is partial. Final words carry times in seconds from the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -121,14 +122,14 @@ class ParakeetLive:
             compute_dtype=compute_dtype,
             use_amp=use_amp,
         )
-        self._pipeline = BufferedRNNTPipeline(cfg, wrapper, itn_model=None, nmt_model=None)
+        self.pipeline = BufferedRNNTPipeline(cfg, wrapper, itn_model=None, nmt_model=None)
         self._decoding = decoding_state(model)
         put_decoding(model, before)
         self._model = model
         self._device = loaded.device
         # NeMo rounds the chunk to whole encoder frames (80 ms): the chunk every frame must be.
-        self.chunk_samples = round(float(self._pipeline.chunk_size) * SAMPLE_RATE)
-        self.latency_seconds = float(self._pipeline.chunk_size) + settings.right_seconds
+        self.chunk_samples = round(float(self.pipeline.chunk_size) * SAMPLE_RATE)
+        self.latency_seconds = float(self.pipeline.chunk_size) + settings.right_seconds
 
     def step(self, chunks: Sequence[LiveChunk]) -> list[LiveUpdate]:
         """One model call for `chunks` (at most one per stream). Called with the model's lock held."""
@@ -150,13 +151,8 @@ class ParakeetLive:
             )
             for chunk in chunks
         ]
-        before = decoding_state(self._model)
-        put_decoding(self._model, self._decoding)
-        try:
-            with torch.inference_mode():
-                outputs = self._pipeline.transcribe_step(frames)
-        finally:
-            put_decoding(self._model, before)
+        with self.decoding(), torch.inference_mode():
+            outputs = self.pipeline.transcribe_step(frames)
         return [
             LiveUpdate(
                 stream_id=output.stream_id,
@@ -175,6 +171,16 @@ class ParakeetLive:
             )
             for chunk, output in zip(chunks, outputs, strict=True)
         ]
+
+    @contextmanager
+    def decoding(self) -> Iterator[None]:
+        """Within the block the model decodes as the pipeline needs; as before after it."""
+        before = decoding_state(self._model)
+        put_decoding(self._model, self._decoding)
+        try:
+            yield
+        finally:
+            put_decoding(self._model, before)
 
     def _options(self, chunk: LiveChunk) -> Any:
         """A stream's options, on its first frame: its own phrases boosted, with the tree's settings
@@ -202,8 +208,8 @@ class ParakeetLive:
 
     def drop(self, stream_id: int) -> None:
         """Forget a stream that ended without its last chunk (a client that went away)."""
-        state = self._pipeline.get_state(stream_id)
-        computer = self._pipeline.decoding_computer
+        state = self.pipeline.get_state(stream_id)
+        computer = self.pipeline.decoding_computer
         # its phrases leave the shared boosting model, as NeMo does at a stream's last frame
         if (
             state is not None
@@ -214,7 +220,7 @@ class ParakeetLive:
             state.options.biasing_cfg.remove_from_multi_model(
                 biasing_multi_model=computer.biasing_multi_model
             )
-        self._pipeline.delete_state(stream_id)
-        bufferer = getattr(self._pipeline, "bufferer", None)
+        self.pipeline.delete_state(stream_id)
+        bufferer = getattr(self.pipeline, "bufferer", None)
         if bufferer is not None and hasattr(bufferer, "rm_bufferer"):
             bufferer.rm_bufferer(stream_id)
