@@ -103,6 +103,33 @@ def test_a_rerun_skips_what_is_done_and_redoes_what_changed(
     assert (out / "rec02.txt").read_text().strip() == PHRASE  # same text: the same file, kept
 
 
+def test_a_rerun_with_other_line_controls_redoes_the_subtitles_and_with_the_same_skips(
+    exported_project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    recordings(inbox, 2)
+    command = [str(inbox), "--out", str(out), "--format", "srt", "--config", str(exported_project.config)]
+    assert localstt.cli.main(command) == 0
+    assert "subtitles" not in lines(out)[0]  # the defaults: lines as before
+    runs = count_model_runs(monkeypatch)
+    one_line = [*command, "--max-lines-per-cue", "1", "--max-chars-per-line", "12"]
+    assert localstt.cli.main(one_line) == 0
+    assert sum(runs) == 2  # other line controls: both done again
+    assert {e["subtitles"] for e in lines(out)[2:]} == {
+        "max_chars=12 max_lines=1 max_duration=7.0 min_gap=0.0"
+    }
+    redone = {Path(e["input"]).name: e["outputs"] for e in lines(out)[2:]}
+    cues = (out / redone["rec00.wav"][0]).read_text(encoding="utf-8").split("\n\n")
+    assert all(len(cue.strip().splitlines()) == 3 for cue in cues if cue.strip()), cues  # one text line
+    capsys.readouterr()
+    assert localstt.cli.main(one_line) == 0
+    assert sum(runs) == 2 and "2 of 2 already done" in capsys.readouterr().out  # the same: skipped
+    text_only = [str(inbox), "--out", str(tmp_path / "txt"), "--config", str(exported_project.config)]
+    assert localstt.cli.main([*text_only, "--format", "txt", "--max-lines-per-cue", "1"]) == 0
+    assert localstt.cli.main([*text_only, "--format", "txt"]) == 0
+    assert sum(runs) == 4  # a job without subtitles ignores the line controls: the second run skipped both
+
+
 KILLED_AFTER_LINES = r"""
 import os, signal, sys
 import localstt.runs.resume

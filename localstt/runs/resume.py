@@ -12,9 +12,11 @@ is written once.
 
 Each line of job.jsonl is one `JobEntry`: the input as given, its sha256, the model key and pinned
 commit, whether speakers were identified (and their names), the fingerprint of the vocabulary (its
-phrases, strength and rules: localstt/vocabulary.py), "done" or "failed", the error sentence,
+phrases, strength and rules: localstt/vocabulary.py), the subtitles' line controls when they are not
+the defaults and the job writes SRT or WebVTT, "done" or "failed", the error sentence,
 and the output files (names inside OUT). A run that is given the same OUT skips every recording whose
-latest line says "done" with the same sha256, model, commit, speakers and vocabulary and whose outputs
+latest line says "done" with the same sha256, model, commit, speakers, vocabulary and line controls
+and whose outputs
 are all still there; it does the others again. A line cut short by
 a kill is ignored, so a kill (Ctrl-C or SIGKILL) loses at most the recordings in flight.
 
@@ -69,12 +71,19 @@ class JobEntry:
     finished_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     speakers: str = ""  # speakers_setting(): "" when none were identified
     vocabulary: str = ""  # Vocabulary.fingerprint: "" when there was none
+    subtitles: str = ""  # subtitles_setting(): "" for the default line controls
+
+    @property
+    def made_with(self) -> tuple[str, ...]:
+        """What a rerun must match to skip it: input, model, commit, speakers, vocabulary, lines."""
+        return (self.sha256, self.model, self.revision, self.speakers, self.vocabulary, self.subtitles)
 
     def to_json(self) -> str:
         data: dict[str, Any] = asdict(self)
         data["outputs"] = list(self.outputs)
-        if not self.vocabulary:  # only written when there was one: lines without keep their keys
-            del data["vocabulary"]
+        for key in ("vocabulary", "subtitles"):  # only written when set: lines without keep their keys
+            if not data[key]:
+                del data[key]
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
@@ -93,6 +102,14 @@ def speakers_setting(options: TranscribeOptions) -> str:
         return ""
     names = [name.strip() for name in options.speaker_names]
     return f"on: {', '.join(names)}" if any(names) else "on"
+
+
+def subtitles_setting(layout: SubtitleLayout, formats: Sequence[str]) -> str:
+    """What a job line records of the line controls: "" for the defaults or a job without subtitles,
+    else e.g. "max_chars=32 max_lines=1 max_duration=7.0 min_gap=0.0"."""
+    if layout.is_default or not {"srt", "vtt"} & set(formats):
+        return ""
+    return " ".join(f"{key}={value}" for key, value in asdict(layout).items())
 
 
 class JobLog:
@@ -114,18 +131,19 @@ class JobLog:
                     self.entries.append(entry)
 
     def done(
-        self, sha256: str, model: str, revision: str, speakers: str = "", vocabulary: str = ""
+        self,
+        sha256: str,
+        model: str,
+        revision: str,
+        speakers: str = "",
+        vocabulary: str = "",
+        subtitles: str = "",
     ) -> JobEntry | None:
-        """The latest "done" entry of this recording by this model at this commit with this
-        speakers setting, if its outputs are all still in OUT (else it is to be done again)."""
+        """The latest "done" entry of this recording by this model at this commit with these
+        speakers, vocabulary and line controls, if its outputs are all still in OUT (else it is to be
+        done again)."""
         for entry in reversed(self.entries):
-            if (entry.sha256, entry.model, entry.revision, entry.speakers, entry.vocabulary) != (
-                sha256,
-                model,
-                revision,
-                speakers,
-                vocabulary,
-            ):
+            if entry.made_with != (sha256, model, revision, speakers, vocabulary, subtitles):
                 continue
             if entry.status != "done":
                 return None
@@ -180,6 +198,7 @@ class Job:
         self.config_path = config_path
         self.speakers = speakers_setting(options)
         self.vocabulary = options.vocabulary.fingerprint
+        self.subtitles = subtitles_setting(layout, formats)
         self.log = JobLog(out_dir)
         remove_unfinished_outputs(self.log)
         self.hashes: dict[Path, str] = {}
@@ -190,7 +209,7 @@ class Job:
             except OSError:
                 self.hashes[path] = ""
             done = self.hashes[path] and self.log.done(
-                self.hashes[path], model_key, revision, self.speakers, self.vocabulary
+                self.hashes[path], model_key, revision, self.speakers, self.vocabulary, self.subtitles
             )
             if skip_done and done:
                 continue
@@ -238,6 +257,7 @@ class Job:
                 duration_s=transcript.duration if transcript is not None else 0.0,
                 speakers=self.speakers,
                 vocabulary=self.vocabulary,
+                subtitles=self.subtitles,
             )
         )
         if marker is not None:
