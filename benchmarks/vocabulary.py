@@ -1,12 +1,13 @@
 """Phrase boosting, measured: RTFx with no vocabulary, 10 phrases and 1,000 phrases, side by side, and the
 one-time cost of building the boosted decoding for each list.
 
-    uv run python benchmarks/vocabulary.py            # full-size random-weight Parakeet (~20 min)
-    uv run python benchmarks/vocabulary.py --quick    # the tiny Parakeet (the suite's smoke test)
+    uv run python benchmarks/vocabulary.py            # full-size random-weight Parakeet (~5 min, once built)
+    uv run python benchmarks/vocabulary.py --quick    # the tiny Parakeet, in a minute
 
-The model is exported from the test hub and loaded by the app's store; each list transcribes the
-same 60 s of espeak-ng speech three times through the engine (the first call builds the list's
-decoding, which is timed apart; the RTFx is the best of the other two). The phrases are two- and
+The model is exported from the test hub and loaded by the app's store. After one untimed warm-up
+call, each list's boosted decoding is built (timed on its own), then the list transcribes the same
+60 s of espeak-ng speech three times through the engine; the RTFx is the best of the three. `--workdir
+benchmarks/work/live` reuses the live benchmark's full-size model. The phrases are two- and
 three-word phrases of the speech's words that the model's tokenizer can spell. Results go to
 docs/benchmarks.md ("## Vocabulary") and benchmarks/vocabulary-results.json.
 """
@@ -76,22 +77,29 @@ def main() -> None:
         words = " ".join(SENTENCES).lower().replace(".", "").replace(",", "").split()
     loaded = store.load("parakeet")
     lists = phrase_lists(loaded, words)
+    engine.transcribe(speech, "parakeet", store.config.transcription, store)  # warm-up, not timed
     rows = []
     for name, phrases in lists.items():
-        options = store.config.transcription.replace(vocabulary=Vocabulary(phrases))
+        vocabulary = Vocabulary(phrases)
+        started = time.perf_counter()  # the checks and the boosted decoding, built once per list
+        with loaded.lock, engine.boosted(loaded, vocabulary):
+            pass
+        build_s = time.perf_counter() - started
+        options = store.config.transcription.replace(vocabulary=vocabulary)
         seconds = []
         for _ in range(3):
             started = time.perf_counter()
             transcript = engine.transcribe(speech, "parakeet", options, store)
             seconds.append(time.perf_counter() - started)
-        best = min(seconds[1:])
+        best = min(seconds)
         rows.append(
             {
                 "list": name,
                 "phrases": len(phrases),
-                "first_call_s": round(seconds[0], 2),
-                "build_s": round(max(0.0, seconds[0] - best), 2),
+                "build_s": round(build_s, 2),
+                "calls_s": [round(value, 2) for value in seconds],
                 "rtfx": round(transcript.duration / best, 2),
+                "words": len(transcript.text.split()),  # the decoder's work grows with what it emits
             }
         )
         print(rows[-1], flush=True)
@@ -107,12 +115,22 @@ def main() -> None:
         HEADING,
         "",
         f"`uv run python benchmarks/vocabulary.py`, {results['machine']}, {results['date']}: the",
-        f"{results['model']}, {results['audio_s']} s of espeak-ng speech through the engine, best of two",
-        "calls after a first one that also builds the list's boosted decoding (its extra time is the build).",
+        f"{results['model']}, {results['audio_s']} s of espeak-ng speech through the engine after one",
+        "untimed warm-up call; RTFx from the best of three calls per list. The boosted decoding is built",
+        "once per list (the phrases checked against the tokenizer, the tree built), timed on its own.",
         "",
-        "| phrases | RTFx | first call | building the boosted decoding |",
-        "|---|---|---|---|",
-        *(f"| {r['phrases']} | {r['rtfx']} | {r['first_call_s']} s | {build(r)} |" for r in rows),
+        "| phrases | RTFx | the three calls | words emitted | building the boosted decoding (once) |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {r['phrases']} | {r['rtfx']} | {', '.join(f'{v} s' for v in r['calls_s'])} | {r['words']} "
+            f"| {build(r)} |"
+            for r in rows
+        ),
+        "",
+        "Random weights emit arbitrary tokens, and the label-looping decoder's time grows with how many it",
+        "emits per frame (up to 10): the RTFx of each list follows the words it emitted more than the",
+        "boosting itself, whose own costs are the one-time build and a lookup in the tree per step. With",
+        "real weights the words are the speech's, and those costs are what is left.",
     ]
     replace_section(Path(args.doc), HEADING, "\n".join(lines) + "\n")
 
