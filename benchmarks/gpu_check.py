@@ -493,7 +493,7 @@ def child_canary(args: dict[str, Any]) -> None:
             "window_seconds": canary.canary_window_seconds,
             "window_batch": canary.canary_batch_size,
             "max_new_tokens": args["canary_tokens"],
-            "wall_s": round(seconds, 2),
+            "wall_s": round(seconds, 3),
             "windows_per_s": round(windows / seconds, 3),
             "rtfx": round(audio.duration / seconds, 1),
             "peak_gpu_bytes": peak_gpu(device),

@@ -65,6 +65,14 @@ def wait_for(
     return value
 
 
+def as_in_a_terminal() -> None:
+    """`preexec_fn` for a child that a test sends Ctrl-C: SIGINT at its default, as a program started
+    in a terminal has it. A test run started in the background (`cmd &` without job control) passes
+    SIGINT down as ignored, and Python then installs no KeyboardInterrupt handler at all: every Ctrl-C
+    would be lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def kill_tree(
     root: subprocess.Popen[Any], also: Iterable[psutil.Process] = (), timeout: float = 60
 ) -> list[psutil.Process]:

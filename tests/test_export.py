@@ -12,7 +12,7 @@ from typing import Any
 
 from testkit.hubserver import HubServer
 from testkit.namespaces import require_user_namespace
-from testkit.store_env import NEMO_NAME, Project, read_folder, sha256, wait_for
+from testkit.store_env import NEMO_NAME, Project, as_in_a_terminal, read_folder, sha256, wait_for
 from testkit.tiny_models import CANARY_REPO_ID, PARAKEET_REPO_ID, QWEN_REPO_ID
 
 
@@ -218,13 +218,6 @@ def test_download_killed_halfway_is_finished_by_a_rerun(project: Project, tiny_r
     assert project.export("--verify", "parakeet").returncode == 0
 
 
-def _as_in_a_terminal() -> None:
-    """In the child before exec: Ctrl-C at its default, as a program started in a terminal has it. A
-    test run started in the background (`cmd &` without job control) passes SIGINT down as ignored,
-    and Python then installs no KeyboardInterrupt handler at all: every Ctrl-C would be lost."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_says_how_to_continue(project: Project, tiny_repo_files):
     nemo = tiny_repo_files["parakeet"][NEMO_NAME]
     # Every body stalls for an hour, so the export can only end by being interrupted.
@@ -235,7 +228,7 @@ def test_ctrl_c_says_how_to_continue(project: Project, tiny_repo_files):
         stderr=subprocess.PIPE,
         env=project.env(),
         text=True,
-        preexec_fn=_as_in_a_terminal,
+        preexec_fn=as_in_a_terminal,
     ) as process:
         wait_for(
             "the download started",

@@ -18,7 +18,7 @@ import soundfile as sf
 
 from localstt.library.database import Library
 from localstt.library.settings import LibrarySettings
-from testkit.store_env import Project
+from testkit.store_env import Project, as_in_a_terminal
 from testkit.tiny_models import PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
@@ -49,6 +49,7 @@ def live(project: Project, config: Path, out: Path, *args: str) -> subprocess.Po
         stderr=subprocess.PIPE,
         env=project.env(),
         cwd=out.parent,
+        preexec_fn=as_in_a_terminal,  # the Ctrl-C test's SIGINT must not be ignored
     )
 
 
