@@ -33,6 +33,7 @@ class RuntimeOptions:
     dtype: str = "auto"
     keep_all_loaded: bool = False
     verify_on_load: Literal["quick", "full"] = "quick"
+    cpu_threads: int | None = None  # None: "auto", the physical cores (localstt/cpu_threads.py)
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,18 @@ def _vocabulary(table: dict[str, Any], path: Path) -> Vocabulary:
     )
 
 
+def _cpu_threads(runtime: dict[str, Any], path: Path) -> int | None:
+    value = runtime.get("cpu_threads", "auto")
+    if value == "auto":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f'[runtime].cpu_threads in {path} is {value!r}; use "auto" (the physical cores) or a whole '
+            "number, 1 or more."
+        )
+    return value
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
     config_path = find_config_path(path)
     document = _read_document(config_path).unwrap()
@@ -273,6 +286,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
             dtype=_choice(runtime, "dtype", DTYPES, "auto", "[runtime]"),
             keep_all_loaded=keep_all_loaded,
             verify_on_load=verify,  # type: ignore[arg-type]
+            cpu_threads=_cpu_threads(runtime, config_path),
         ),
         app=AppOptions(
             host=str(app.get("host", "127.0.0.1")),

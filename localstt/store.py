@@ -39,6 +39,7 @@ from typing import Any, Literal
 import localstt.offline  # noqa: F401,I001  # before anything that may import huggingface_hub or NeMo
 from localstt import memory
 from localstt.config import AppConfig, load_config
+from localstt.cpu_threads import apply_cpu_threads
 from localstt.errors import DeviceError, LocalSttError
 from localstt.logfile import report_unexpected
 from localstt.manifest import VerifyMode, check_export, export_command, human_size, read_manifest
@@ -112,8 +113,9 @@ def pick_device_and_precision(config: AppConfig, family: ModelFamily) -> tuple[s
 class ModelStore:
     """Loads models on demand and keeps them for the life of the process (see the module docstring)."""
 
-    def __init__(self, config: AppConfig) -> None:
+    def __init__(self, config: AppConfig, cpu_share: float | None = None) -> None:
         self.config = config
+        self.cpu_share = cpu_share  # a Ray actor's share of its node's CPUs: torch threads at most that
         self._loaded: dict[str, LoadedModel] = {}
         self._lock = threading.RLock()
         self._released = threading.Condition(self._lock)  # notified whenever a use ends
@@ -270,6 +272,7 @@ class ModelStore:
                 stage(f"importing {family.runtime_name}")
                 importlib.import_module(family.runtime_module)
             device, precision = pick_device_and_precision(self.config, family)
+            apply_cpu_threads(self.config.runtime.cpu_threads, self.cpu_share)
             stage("loading weights")
             started = time.perf_counter()
             if device == "cuda":

@@ -133,6 +133,31 @@ def test_batches_are_longest_first_within_the_minutes_and_unknown_lengths_last()
     assert plan_batches([], batch_minutes=10) == []
 
 
+def test_on_a_gpu_short_clips_fill_a_batch_of_128_whatever_the_minutes():
+    clips = [10.0] * 200  # 10 s each: 60 of them make batch_minutes = 10
+    assert [len(batch) for batch in plan_batches(clips, batch_minutes=10)] == [60, 60, 60, 20]
+    assert [len(batch) for batch in plan_batches(clips, batch_minutes=10, on_gpu=True)] == [128, 72]
+    # More minutes than that asked for: still at most 128 recordings at once on a GPU.
+    assert [len(batch) for batch in plan_batches(clips, batch_minutes=60, on_gpu=True)] == [128, 72]
+    # Long recordings: at most 64 minutes of audio in a batch (what the clips may add up to).
+    long = [1800.0, 1800.0, 1800.0, 4000.0]
+    assert plan_batches(long, batch_minutes=10, on_gpu=True) == [[3], [0, 1], [2]]
+    assert plan_batches(long, batch_minutes=10) == [[3], [0], [1], [2]]
+
+
+def test_the_plan_follows_the_device_the_model_runs_on(exported_project):
+    from localstt.config import load_config
+    from localstt.runs.batch import runs_on_gpu
+    from localstt.store import ModelStore
+    from testkit.simulated_gpu import CARDS, simulated_gpu
+    from testkit.store_env import config_on
+
+    with simulated_gpu(CARDS["h100"]):
+        assert runs_on_gpu(ModelStore(load_config(config_on(exported_project, "auto"))), "parakeet")
+        assert not runs_on_gpu(ModelStore(load_config(config_on(exported_project, "cpu"))), "parakeet")
+    assert not runs_on_gpu(ModelStore(load_config(config_on(exported_project, "auto"))), "parakeet")
+
+
 def test_lengths_come_from_the_header(recordings, tmp_path: Path):
     assert probe_seconds(recordings[1]) == pytest.approx(sf.info(recordings[1]).duration)
     assert probe_seconds(recordings[4]) == pytest.approx(sf.info(PHRASE_WAV).duration, abs=0.01)

@@ -60,7 +60,7 @@ except LocalSttError as error:
 rows = [
     {"index": r.index, "path": str(r.path), "text": r.transcript.text if r.transcript else None,
      "failure": r.failure, "outputs": [p.name for p in r.outputs], "node": r.ray.node, "pid": r.ray.actor_pid,
-     "loads": r.ray.actor_loads}
+     "loads": r.ray.actor_loads, "threads": r.ray.torch_threads}
     for r in results
 ]
 Path(args["report"]).write_text(json.dumps(rows))
@@ -319,6 +319,8 @@ def test_a_ray_job_transcribes_each_file_once_per_actor_load_and_stays_on_loopba
     transcribed_by = {row["pid"]: row["loads"] for row in job.rows}
     assert set(transcribed_by) <= job.actor_pids
     assert set(transcribed_by.values()) == {1}
+    # Each actor's torch keeps to its share of the 2 CPUs (1 of them, or half of it), not the node's cores.
+    assert {row["threads"] for row in job.rows} == {1}
     assert all(row["node"].startswith(socket.gethostname()) for row in job.rows)
     # job.jsonl: one line per file, the outputs of each done one in OUT.
     assert len(job.lines) == 21

@@ -4,7 +4,10 @@
         result.index, result.transcript or result.failure
 
 The recordings' lengths are read from their headers, and they are taken longest first, in batches
-of at most `batch_minutes` of audio (config.toml's [transcription]). While the model runs one
+of at most `batch_minutes` of audio (config.toml's [transcription]). On a GPU a batch may hold
+GPU_BATCH clips of up to SHORT_CLIP_S (64 minutes) whatever `batch_minutes` says: a GPU runs them in
+one call, and the minutes, which bound what a stopped job redoes, matter on the slow CPU. While the
+model runs one
 batch, `decode_workers` threads decode the next. Inside a batch the model's family decides what
 runs together (`transcribe_batch`: e.g. as many as fit in memory, long ones alone). One
 recording that cannot be read, or that fails, costs only itself: a batch that fails is done again
@@ -32,16 +35,25 @@ from localstt.store import ModelStore
 logger = logging.getLogger(__name__)
 
 
-def plan_batches(seconds: Sequence[float | None], batch_minutes: float) -> list[list[int]]:
+GPU_BATCH = 128  # recordings a GPU batch may hold (the most a family's "auto" runs at once)
+SHORT_CLIP_S = 30.0  # ... when they are this short; so a GPU batch holds at most 64 minutes of audio
+
+
+def plan_batches(
+    seconds: Sequence[float | None], batch_minutes: float, *, on_gpu: bool = False
+) -> list[list[int]]:
     """Indexes of the recordings, longest first, cut into batches of at most `batch_minutes` of audio
-    (a longer recording is a batch by itself); those of unknown length come last, one by one."""
+    (a longer recording is a batch by itself); those of unknown length come last, one by one.
+    `on_gpu`: at most GPU_BATCH recordings a batch, and room for that many short clips whatever
+    `batch_minutes` says."""
     known = sorted((i for i, s in enumerate(seconds) if s is not None), key=lambda i: -(seconds[i] or 0.0))
-    budget = batch_minutes * 60
+    budget = max(batch_minutes * 60, GPU_BATCH * SHORT_CLIP_S) if on_gpu else batch_minutes * 60
+    most = GPU_BATCH if on_gpu else len(seconds)
     batches: list[list[int]] = []
     total = 0.0
     for index in known:
         length = seconds[index] or 0.0
-        if batches and total + length <= budget:
+        if batches and total + length <= budget and len(batches[-1]) < most:
             batches[-1].append(index)
             total += length
         else:
@@ -49,6 +61,17 @@ def plan_batches(seconds: Sequence[float | None], batch_minutes: float) -> list[
             total = length
     batches += [[i] for i, s in enumerate(seconds) if s is None]
     return batches
+
+
+def runs_on_gpu(store: ModelStore, model_key: str) -> bool:
+    """Whether `model_key` runs (or will run, once loaded) on a CUDA GPU."""
+    if (loaded := store.loaded(model_key)) is not None:
+        return loaded.device == "cuda"
+    if store.config.runtime.device == "cpu":
+        return False
+    import torch  # the model that follows needs it anyway
+
+    return bool(torch.cuda.is_available())
 
 
 def read_recording(
@@ -82,7 +105,7 @@ def transcribe_many(
         LocalSttError: one that concerns the whole run (the model is not exported or does not load).
     """
     lengths = seconds if seconds is not None else [probe_seconds(path) for path in paths]
-    batches = plan_batches(lengths, options.batch_minutes)
+    batches = plan_batches(lengths, options.batch_minutes, on_gpu=runs_on_gpu(store, model_key))
     limit = options.max_audio_minutes * 60
     with ThreadPoolExecutor(max(1, decode_workers), thread_name_prefix="decode") as pool:
 

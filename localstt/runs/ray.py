@@ -34,7 +34,7 @@ from localstt.formats import WRITERS, transcript_from_json
 from localstt.logfile import report_unexpected
 from localstt.options import TranscribeOptions
 from localstt.runs.batch import read_recording, transcribe_decoded
-from localstt.runs.ray_cluster import cluster_resources, node_name, start_ray, stop_ray
+from localstt.runs.ray_cluster import assigned_cpus, cluster_resources, node_name, start_ray, stop_ray
 from localstt.runs.result import RayPlacement, RecordingResult
 from localstt.runs.resume import Job
 from localstt.store import ModelStore
@@ -120,6 +120,7 @@ def run_job_on_ray(
                 actor_loads=int(row["loads"]),
                 load_s=float(row["load_s"]),
                 actor_ready_at=float(row["ready_at"]),
+                torch_threads=int(row["threads"]),
             )
             result = job.finish(int(row["index"]), transcript, str(row["error"]), placement)
             results.append(result)
@@ -156,9 +157,10 @@ class TranscriberActor:
         self.fatal_type = ""
         self.load_s = 0.0
         self.ready_at = 0.0
+        self.threads = 0
         started = time.perf_counter()
         try:
-            self.store = ModelStore(load_config(config_path))
+            self.store = ModelStore(load_config(config_path), cpu_share=assigned_cpus())
             self.store.load(model_key)
         except LocalSttError as error:  # the whole run: the driver raises it
             self.fatal, self.fatal_type = f"on node {self.node}: {error}", type(error).__name__
@@ -169,6 +171,7 @@ class TranscriberActor:
             return
         self.load_s = time.perf_counter() - started
         self.ready_at = time.time()
+        self.threads = torch_threads()
         TranscriberActor.loads += 1
         logger.info("actor %d on %s loaded %s in %.1f s", os.getpid(), self.node, model_key, self.load_s)
 
@@ -201,6 +204,7 @@ class TranscriberActor:
             "loads": [TranscriberActor.loads] * count,
             "load_s": [round(self.load_s, 3)] * count,
             "ready_at": [self.ready_at] * count,
+            "threads": [self.threads] * count,
         }
 
 
@@ -275,6 +279,12 @@ def _rows(
         batch_format="numpy",
     )
     return dataset.iter_rows()
+
+
+def torch_threads() -> int:
+    import torch  # loaded with the model already
+
+    return int(torch.get_num_threads())
 
 
 def _decode_task_args() -> dict[str, Any]:

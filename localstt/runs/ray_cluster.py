@@ -120,6 +120,17 @@ def node_name() -> str:
     return f"{host} ({ip})" if ip and ip != host else host
 
 
+def assigned_cpus() -> float | None:
+    """The CPUs Ray gave the actor or task this runs in (its share of the node), or None outside Ray."""
+    try:
+        import ray  # Ray: only a --ray job imports it
+
+        share = untyped(ray).get_runtime_context().get_assigned_resources().get("CPU")
+    except Exception:
+        return None
+    return float(share) if share else None
+
+
 def _cuda_devices() -> int:
     try:
         import torch  # with the model, not before

@@ -17,6 +17,7 @@ class RayPlacement:
     actor_loads: int  # how many times that actor loaded the model (1)
     load_s: float  # how long that actor's load took
     actor_ready_at: float  # time.time() when that actor had loaded its model
+    torch_threads: int = 0  # the CPU threads that actor's torch runs on (at most its share of CPUs)
 
 
 @dataclass(frozen=True)
