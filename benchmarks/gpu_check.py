@@ -17,7 +17,11 @@ What it does, each measuring step in a fresh process of this file (`--child STEP
    `model.transcribe` at each batch size on the same utterances, and the decoder's CUDA-graphs mode as
    NeMo reports it; a long recording in local attention and a shorter one in full attention, with
    peak GPU memory and wall time.
+   Then Parakeet's bfloat16 weights (the leaderboard's) against float32 weights under bfloat16
+   autocast at the largest batch: RTFx and memory side by side (on a bfloat16 GPU), and whether
+   `cuda.bindings` (NeMo's fastest CUDA-graph decoder) imports.
 4. `canary`: the same load figures for Canary-Qwen; windows per second at its window batch and RTFx;
+   24 short clips, each by itself against their windows pooled (benchmarks/canary_pooled.py);
    then switching models in one store (keep_all_loaded = false): Canary-Qwen, Parakeet, Canary-Qwen,
    Parakeet, where the memory of each model the second time must be within 5 % of the first.
 5. `speakers`: the diarizer loaded beside Parakeet, and the seconds and peak GPU memory of diarizing.
@@ -344,7 +348,70 @@ def decoder_mode(model: Any) -> dict[str, Any]:
         "class": type(inner).__name__,
         "use_cuda_graph_decoder": bool(greedy.get("use_cuda_graph_decoder", True)),
         "cuda_graphs_mode": None if mode is None else str(mode),
+        # what NeMo's fastest CUDA-graph decoder needs (conditional nodes)
+        "cuda_bindings_import": importable("cuda.bindings"),
     }
+
+
+def importable(module: str) -> bool | str:
+    """True, or why `module` does not import here."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return True
+
+
+def weights_compare(loaded: Any, utterances: list[Any], batch: int, device: str) -> dict[str, Any]:
+    """The leaderboard's bfloat16 weights against float32 weights under bfloat16 autocast (what the app
+    ran before): RTFx through model.transcribe at `batch` and the weights' GPU memory, side by side."""
+    import torch
+
+    from localstt.precision import autocast_context
+
+    model = loaded.model
+    if device != "cuda" or loaded.precision.weights != "bfloat16":
+        return {
+            "skipped": f"{loaded.precision.weights} weights on {device}: only a bfloat16 GPU load compares"
+        }
+    audio_s = sum(len(u) for u in utterances) / RATE
+    rows = []
+    for name, dtype, autocast in (
+        ("bfloat16 weights", torch.bfloat16, None),
+        ("float32 weights, bfloat16 autocast", torch.float32, "bfloat16"),
+    ):
+        model.to(dtype)
+        torch.cuda.empty_cache()
+        weights_bytes = int(torch.cuda.memory_allocated())
+        try:  # the decoder's CUDA graphs were captured for the other dtype
+            model.change_decoding_strategy(model.cfg.decoding, verbose=False)
+        except Exception as error:
+            rows.append({"weights": name, "error": f"{type(error).__name__}: {error}"})
+            continue
+
+        def run(autocast: str | None = autocast) -> Any:
+            with torch.inference_mode(), autocast_context(device, autocast):
+                return model.transcribe(list(utterances), batch_size=batch, verbose=False)
+
+        run()
+        reset_peak(device)
+        seconds, _ = timed(device, run)
+        rows.append(
+            {
+                "weights": name,
+                "model_s": round(seconds, 3),
+                "rtfx": round(audio_s / seconds, 1),
+                "allocated_after_cast": weights_bytes,
+                "peak_gpu_bytes": peak_gpu(device),
+            }
+        )
+    model.to(torch.bfloat16)
+    model.change_decoding_strategy(model.cfg.decoding, verbose=False)
+    timed_rows = [row for row in rows if "rtfx" in row]
+    ratio = round(timed_rows[0]["rtfx"] / timed_rows[1]["rtfx"], 3) if len(timed_rows) == 2 else None
+    return {"batch": batch, "recordings": len(utterances), "rows": rows, "bf16_vs_fp32_autocast": ratio}
 
 
 def timed(device: str, work: Callable[[], Any]) -> tuple[float, Any]:
@@ -452,6 +519,7 @@ def child_parakeet(args: dict[str, Any]) -> None:
     emit("parakeet_load", figures)
     rows = throughput(loaded, store, options, utterances, args["batches"])
     emit("parakeet_decoder", decoder_mode(loaded.model))
+    emit("parakeet_weights", weights_compare(loaded, utterances, max(args["batches"]), device))
     slowest = min(row["engine_rtfx"] for row in rows)
     for name, minutes, fraction, full_max in (
         ("parakeet_full_attention", args["full_minutes"], 0.4, 24.0),
@@ -468,10 +536,11 @@ def child_parakeet(args: dict[str, Any]) -> None:
 
 
 def child_canary(args: dict[str, Any]) -> None:
+    from benchmarks.canary_pooled import measure as measure_pooled
     from localstt import engine
     from localstt.audio import split_at_quiet_points
     from localstt.config import load_config
-    from localstt.models.canary_qwen import CanaryQwenOptions
+    from localstt.models.canary_qwen import CanaryQwenOptions, windows_at_once
     from localstt.store import ModelStore
 
     device = args["device"]
@@ -491,13 +560,24 @@ def child_canary(args: dict[str, Any]) -> None:
             "windows": windows,
             "windows_with_text": len(transcript.segments),
             "window_seconds": canary.canary_window_seconds,
-            "window_batch": canary.canary_batch_size,
+            "window_batch": windows_at_once(loaded, canary),
+            "window_batch_setting": canary.canary_batch_size,
             "max_new_tokens": args["canary_tokens"],
             "wall_s": round(seconds, 3),
             "windows_per_s": round(windows / seconds, 3),
             "rtfx": round(audio.duration / seconds, 1),
             "peak_gpu_bytes": peak_gpu(device),
         },
+    )
+    # Many short recordings: each by itself against their windows pooled (the leaderboard's recipe).
+    utterances = read_utterances(Path(args["audio"]))
+    clips = [
+        decoded(utterances[n % len(utterances)][: int((2.0 + 3.0 * (n % 7) / 6) * RATE)]) for n in range(24)
+    ]
+    arms = {"each recording by itself": "auto", "pooled": "auto"}
+    emit(
+        "canary_pooled",
+        measure_pooled(store, clips, args["canary_tokens"], 1, arms, lambda: synchronize(device)),
     )
     del loaded, transcript
     switches = []

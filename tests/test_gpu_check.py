@@ -73,6 +73,8 @@ def test_every_step_ran_and_names_the_machine(check):
         "sortformer_export",
         "parakeet_load",
         "parakeet_decoder",
+        "parakeet_weights",
+        "canary_pooled",
     }
     wanted |= {"parakeet_throughput", "parakeet_full_attention", "parakeet_local_attention", "canary_load"}
     wanted |= {"canary_windows", "switching", "speakers_load", "speakers_diarize"}
@@ -126,6 +128,12 @@ def test_throughput_is_measured_on_the_given_utterances(check):
     decoder = steps["parakeet_decoder"]
     assert decoder["strategy"] == "greedy_batch" and decoder["class"] == "GreedyBatchedTDTInfer"
     assert decoder["cuda_graphs_mode"] is not None
+    # an answer either way: True, or why cuda.bindings does not import here
+    assert decoder["cuda_bindings_import"] is True or "Error" in decoder["cuda_bindings_import"]
+    # bfloat16 weights against float32 + autocast: on a bfloat16 GPU only, and it says so
+    assert steps["parakeet_weights"]["skipped"] == (
+        "float32 weights on cpu: only a bfloat16 GPU load compares"
+    )
 
 
 def consistent(
@@ -152,7 +160,13 @@ def test_long_recordings_take_the_attention_they_ask_for(check):
 def test_canary_windows_and_the_model_switches(check):
     steps = check["results"]["steps"]
     windows = steps["canary_windows"]
-    assert windows["windows"] == math.ceil(60 / windows["window_seconds"]) and windows["window_batch"] == 8
+    assert windows["windows"] == math.ceil(60 / windows["window_seconds"])
+    assert windows["window_batch_setting"] == "auto" and windows["window_batch"] == 8  # "auto" on the CPU
+    # 24 short clips: pooled, their windows fill batches of 8 (3 calls against 24), the same texts.
+    alone, pooled = steps["canary_pooled"]["arms"]
+    assert (alone["model_calls"], alone["largest_call"]) == (24, 1)
+    assert (pooled["model_calls"], pooled["largest_call"]) == (3, 8)
+    assert pooled["same_texts"] is True
     assert consistent(windows["windows_per_s"], windows["windows"], windows["wall_s"], 0.001, amount_step=0)
     switching = steps["switching"]
     assert [s["loaded"] for s in switching["sequence"]] == [["parakeet"], ["canary-qwen"], ["parakeet"]]
