@@ -79,6 +79,7 @@ def watch_until_final(page: Any, text: str) -> list[str]:
     (grey) text seen on the way."""
     deadline = time.monotonic() + WAIT_MS / 1000
     greys: list[str] = []
+    seen: dict[str, Any] = {}
     while time.monotonic() < deadline:
         seen = page.evaluate(
             """() => {
@@ -94,7 +95,9 @@ def watch_until_final(page: Any, text: str) -> list[str]:
         if text in seen["final"]:
             return greys
         time.sleep(0.05)
-    pytest.fail(f"the live view never showed {text!r} as final within {WAIT_MS / 1000:.0f} s")
+    pytest.fail(
+        f"the live view never showed {text!r} as final within {WAIT_MS / 1000:.0f} s; it showed {seen}"
+    )
 
 
 def test_the_live_tab_writes_while_it_hears_and_keeps_everything_at_stop(app: RunningApp, tmp_path: Path):

@@ -40,6 +40,7 @@ SECURE_PAGE_NOTE = (
     "`--share` (a public HTTPS link), or serve it over HTTPS through a reverse proxy."
 )
 BEHIND_NOTE_S = 1.0  # "behind by" shows once the steps lag this much beyond the settings' own latency
+EARLY_AUDIO_S = 120.0  # the most audio kept for a page while its Record is still opening the session
 
 
 @dataclass(eq=False)
@@ -54,6 +55,7 @@ class PageSession:
     resampler: Any = None
     rate: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    feeding: threading.Lock = field(default_factory=threading.Lock)  # the audio goes in in order
 
     def heard(self, event: LiveEvent) -> None:
         with self.lock:
@@ -68,16 +70,30 @@ class PageSession:
 
 
 class LiveTab:
-    """The Live tab's events, over the app's live sessions."""
+    """The Live tab's events, over the app's live sessions.
+
+    The page knows its session by the key `start` returns (a gr.State). On a busy machine the
+    microphone's first pieces can reach `chunk` before that key reaches the page, for seconds; they
+    are kept for the browser page (Gradio's session hash) whose Record is opening a session, fed to
+    it first once it is open, and later pieces find it by the page too: none of the recording is lost.
+    """
 
     def __init__(self, app: TranscriptionApp) -> None:
         self.app = app
         self._sessions: dict[str, PageSession] = {}
+        self._pages: dict[str, str] = {}  # a browser page -> the key of its open session
+        self._opening: dict[str, list[tuple[int, np.ndarray]]] = {}  # a page's audio before its session
         self._lock = threading.Lock()
 
-    def start(self, model_key: str, phrases: str = "", rules: str = "") -> tuple[str, str]:
+    def start(
+        self, model_key: str, phrases: str = "", rules: str = "", request: gr.Request | None = None
+    ) -> tuple[str, str]:
         """(the page session's key, the live view): a live session opens on `model_key`, its phrases
         boosted in its own stream and its rules applied at Stop."""
+        browser = _browser(request)
+        if browser:
+            with self._lock:
+                self._opening[browser] = []
         vocabulary = job_vocabulary(self.app.options.vocabulary, phrases, rules)
         try:
             holder: list[PageSession] = []
@@ -85,20 +101,49 @@ class LiveTab:
                 model_key, lambda event: holder[0].heard(event) if holder else None, vocabulary
             )
         except LocalSttError as error:
+            if browser:
+                with self._lock:
+                    self._opening.pop(browser, None)
             raise gr.Error(str(error)) from None
         page = PageSession(live)
         holder.append(page)
         key = secrets.token_hex(8)
-        with self._lock:
-            self._sessions[key] = page
+        with page.feeding:
+            with self._lock:
+                self._sessions[key] = page
+                early = self._opening.pop(browser, []) if browser else []
+                if browser:
+                    self._pages[browser] = key
+            for rate, samples in early:
+                self._feed(page, rate, samples)
         return key, self.view(page)
 
-    def chunk(self, audio: tuple[int, np.ndarray] | None, key: str | None) -> str:
+    def chunk(
+        self, audio: tuple[int, np.ndarray] | None, key: str | None, request: gr.Request | None = None
+    ) -> str:
         """One piece of the microphone's stream; the live view as it is now."""
-        page = self._session(key)
+        browser = _browser(request)
+        with self._lock:
+            page = self._find(key, browser)
+            if page is None and audio is not None and browser in self._opening:
+                early = self._opening[browser]
+                if sum(len(piece) / rate for rate, piece in early) < EARLY_AUDIO_S:
+                    early.append(audio)
+                return self.view(None)
         if page is None or audio is None:
             return self.view(page)
-        rate, samples = audio
+        with page.feeding:
+            self._feed(page, *audio)
+        return self.view(page)
+
+    def _find(self, key: str | None, browser: str) -> PageSession | None:
+        """The session of `key`, else the open session of the browser page (its key not there yet)."""
+        page = self._sessions.get(str(key)) if key else None
+        if page is None and browser in self._pages:
+            page = self._sessions.get(self._pages[browser])
+        return page
+
+    def _feed(self, page: PageSession, rate: int, samples: np.ndarray) -> None:
         if page.resampler is None or page.rate != rate:
             page.rate = rate
             page.resampler = (
@@ -111,18 +156,29 @@ class LiveTab:
             self.app.live.feed(page.live, mono)
         except LiveError as error:
             gr.Warning(str(error))
-        return self.view(page)
 
     def stop(
-        self, key: str | None, formats: list[str] | None, speakers: bool, names: str
+        self,
+        key: str | None,
+        formats: list[str] | None,
+        speakers: bool,
+        names: str,
+        request: gr.Request | None = None,
     ) -> tuple[str, str, dict[str, Any], list[str]]:
         """(the live view, the transcript, the segments table, the files): the session ends, its last
         words are flushed, and it becomes an ordinary transcript."""
-        page = self._session(key)
-        if page is None:
-            raise gr.Error("Start the microphone first: press Record.")
+        browser = _browser(request)
         with self._lock:
-            self._sessions.pop(str(key), None)
+            page = self._find(key, browser)
+            if page is None:
+                raise gr.Error("Start the microphone first: press Record.")
+            for known, session in list(self._sessions.items()):
+                if session is page:
+                    del self._sessions[known]
+            if self._pages.get(browser) not in self._sessions:
+                self._pages.pop(browser, None)
+        with page.feeding:  # a piece being fed goes in before the end
+            pass
         if page.resampler is not None:
             tail = page.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             if len(tail):
@@ -174,10 +230,6 @@ class LiveTab:
         finally:
             self.app.outputs.end_job(job_dir)
 
-    def _session(self, key: str | None) -> PageSession | None:
-        with self._lock:
-            return self._sessions.get(str(key)) if key else None
-
     def view(self, page: PageSession | None, ended: bool = False) -> str:
         """Final text in normal type, partial text greyed, and how far behind the steps are."""
         if page is None:
@@ -193,6 +245,11 @@ class LiveTab:
             why = f"; {waiting}" if waiting else ""
             note = f'<div class="live-behind" style="color: #b45309">behind by {behind:.1f} s{why}</div>'
         return f'<div id="live-view" class="live-view">{"".join(parts)}</div>{note}'
+
+
+def _browser(request: gr.Request | None) -> str:
+    """The browser page a call comes from ("" for a call made in code)."""
+    return str(getattr(request, "session_hash", "") or "") if request is not None else ""
 
 
 def to_mono_float(samples: np.ndarray) -> np.ndarray:
