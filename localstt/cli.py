@@ -32,6 +32,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 import localstt.offline  # noqa: F401,I001  # first: nothing this command imports can reach a hub
+from localstt import environment
 from localstt.audio import probe_seconds
 from localstt.engine import diarizer_key
 from localstt.errors import ConfigError, LocalSttError, VocabularyError
@@ -41,6 +42,7 @@ from localstt.live.command import run_live
 from localstt.logfile import log_to_console
 from localstt.options import TranscribeOptions
 from localstt.runs.batch import run_job_here
+from localstt.runs.on_app import AppLink, find_app, run_job_on_app
 from localstt.runs.ray import run_job_on_ray
 from localstt.runs.result import RecordingResult
 from localstt.runs.resume import JOB_FILE, Job
@@ -138,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run on Ray: a local instance, or join ADDRESS (auto, ray://host:port); needs the cluster extra",
     )
     parser.add_argument("--actors", type=int, help="with --ray: model replicas (default: one per GPU)")
+    parser.add_argument("--local", action="store_true", help="transcribe here even when the app is running")
+    parser.add_argument("--server", metavar="URL", help="send the recordings to the app at URL")
     parser.add_argument(
         "--speakers",
         action="store_true",
@@ -261,10 +265,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ray = (
         RaySettings(None if args.ray == "local" else args.ray, args.actors) if args.ray is not None else None
     )
+    app = None
+    if ray is None and not args.local:  # the running app, if it can take the job; one line says which
+        try:
+            app, why = find_app(store.config, model_key, server=args.server, api_key=environment.api_key())
+        except LocalSttError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(
+            f"transcribing with the app at {app.url}" if app else f"transcribing here: {why}", file=sys.stderr
+        )
     # The store records the outcome: the first transcription waits for this load or gets its error.
     keys = [model_key] + ([diarizer] if diarizer else [])
     loader = threading.Thread(target=_load_quietly, args=(store, keys), name="load", daemon=True)
-    if ray is None:  # on Ray each actor loads its own replica; this process needs none
+    if ray is None and app is None:  # on Ray or the app, the model is loaded there; here none is
         loader.start()
     try:
         job = Job(
@@ -272,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if job.skipped:
             print(f"{job.skipped} of {len(files)} already done in {job.log.path}; doing the rest.")
-        status = run_job(job, store, ray, keeper)
+        status = run_job(job, store, ray, keeper, app)
     except LocalSttError as error:  # the model or the configuration: no other file would work
         print(f"error: {error}", file=sys.stderr)
         status = 2
@@ -327,8 +341,14 @@ def _live(
         return 2
 
 
-def run_job(job: Job, store: ModelStore, ray: RaySettings | None = None, keeper: Keeper | None = None) -> int:
-    """Transcribe what `job` has left to do, here or on Ray (localstt/runs/), with a progress bar;
+def run_job(
+    job: Job,
+    store: ModelStore,
+    ray: RaySettings | None = None,
+    keeper: Keeper | None = None,
+    app: AppLink | None = None,
+) -> int:
+    """Transcribe what `job` has left to do, here, on Ray or on the app (localstt/runs/), with a progress bar;
     each recording's outputs and line are written as soon as it is done, and it is kept in the
     library by `keeper`. Exit status: 0, or 1 when some failed (one `failed: FILE: sentence` line
     each, at the end).
@@ -364,6 +384,8 @@ def run_job(job: Job, store: ModelStore, ray: RaySettings | None = None, keeper:
 
         if ray is not None:
             run_job_on_ray(job, address=ray.address, actors=ray.actors, progress=report)
+        elif app is not None:
+            run_job_on_app(job, app, seconds, report)
         else:
             for result in run_job_here(job, store, seconds):
                 report(result)

@@ -8,7 +8,8 @@ Read:
 * ``LOCALSTT_FAST_LOAD``: ``0`` makes the loaders take NeMo's plain way instead of mapping the weights
   (localstt/loading/); the result is the same model, only slower.
 * ``LOCALSTT_AUTH``: ``user:password`` for the web app when ``--auth`` is not given.
-* ``LOCALSTT_API_KEY``: the key the API under ``/v1`` requires when ``--api-key`` is not given.
+* ``LOCALSTT_API_KEY``: the key the API under ``/v1`` requires when ``--api-key`` is not given, and
+  the key ``transcribe`` sends to a running app (localstt/runs/on_app.py).
 * ``LOCALSTT_EXPORT_COMMAND``: how messages spell the export command (default
   ``uv run python export_models.py``), for installs that run it another way.
 

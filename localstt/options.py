@@ -87,6 +87,42 @@ class TranscribeOptions:
                     values[name] = int(value) if limit.whole else float(value)
         return cls.build(**values)
 
+    def to_wire(self) -> dict[str, Any]:
+        """Every option as JSON has it, for another process of the app (`from_wire`)."""
+        fields = {name: getattr(self, name) for name in common_names() if name != "vocabulary"}
+        for options in self.family_options:
+            fields.update(dataclasses.asdict(options))
+        fields["speaker_names"] = list(self.speaker_names)
+        vocabulary = self.vocabulary
+        fields["vocabulary"] = {
+            "phrases": list(vocabulary.phrases),
+            "strength": vocabulary.strength,
+            "replacements": [list(rule) for rule in vocabulary.replacements],
+        }
+        return fields
+
+    @classmethod
+    def from_wire(cls, fields: dict[str, Any], where: str) -> TranscribeOptions:
+        """`to_wire`'s options back, each setting checked against its Limit (ConfigError naming
+        `where` for the first that is not within it); ValueError for anything else amiss."""
+        fields = dict(fields)
+        vocabulary = fields.pop("vocabulary", {})
+        speakers = bool(fields.pop("speakers", False))
+        names = tuple(str(name) for name in fields.pop("speaker_names", ()))
+        options = cls.from_table(fields, where)
+        unknown = set(fields) - set(options.to_wire())
+        if unknown:
+            raise ValueError(f"unknown options: {', '.join(sorted(unknown))}")
+        return options.replace(
+            speakers=speakers,
+            speaker_names=names,
+            vocabulary=Vocabulary(
+                phrases=tuple(str(p) for p in vocabulary.get("phrases", ())),
+                strength=float(vocabulary.get("strength", 1.0)),
+                replacements=tuple((str(a), str(b)) for a, b in vocabulary.get("replacements", ())),
+            ),
+        )
+
     def used_by(self, options_type: type[FamilyOptions]) -> dict[str, Any]:
         """What a transcript records: the common options and those of the family that ran."""
         common = {name: getattr(self, name) for name in common_names() if name != "vocabulary"}

@@ -47,6 +47,7 @@ from localstt.web.openai_api.fields import (
     upload_name,
 )
 from localstt.web.openai_api.guards import ApiError, KeyCheck, UploadLimit, http_error, unsupported
+from localstt.web.openai_api.jobs import JobRoutes
 from localstt.web.openai_api.library import LibraryRoutes
 from localstt.web.openai_api.realtime import RealtimeConnection
 from localstt.web.openai_api.replies import model_card, sse_event, transcript_reply
@@ -77,6 +78,7 @@ class ApiServer:
             Route("/models/{model_id:path}", self.get_model, methods=["GET"]),
             WebSocketRoute("/realtime", self.realtime),
             *LibraryRoutes(self.library, self.store.config.subtitles, self.store.config.path).routes(),
+            *JobRoutes(self.store, self.queue).routes(),
         ]
         api = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
         return KeyCheck(UploadLimit(api, self.max_upload_bytes), self.api_key)
