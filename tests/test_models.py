@@ -119,7 +119,8 @@ def test_a_fourth_family_is_exported_loaded_and_run_through_the_cli_and_the_api(
     assert hub.count() == 0  # exported once: the second run asks the hub nothing
 
     out = tmp_path / "out"
-    argv = [str(PHRASE_WAV), "--model", "clip", "--format", "txt,json", "--out", str(out)]
+    # --local: this process loads the family itself; no running app is asked, not even on loopback
+    argv = [str(PHRASE_WAV), "--model", "clip", "--format", "txt,json", "--out", str(out), "--local"]
     script = (
         f"import sys, testkit.clip_length_family\nfrom localstt.cli import main\nsys.exit(main({argv!r}))\n"
     )
