@@ -31,10 +31,11 @@ from localstt.models import (
     SegmentsDone,
     Transcriber,
     families,
+    family_for,
 )
 from localstt.options import TranscribeOptions
 from localstt.speakers import label_speakers
-from localstt.spec import Vocabulary
+from localstt.spec import ModelSpec, Vocabulary
 from localstt.store import ModelStore
 from localstt.transcript import Segment, SpeakerTurn, Transcript, display_names
 from localstt.vocabulary import apply_rules
@@ -88,6 +89,7 @@ def transcribe(
     report: Progress = progress or (lambda fraction, message: None)
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    spoken = checked_languages(store.config.model(model_key), options)
     if isinstance(audio, Path):
         report(0.0, "reading audio")
         decoded = decode_audio(audio, max_seconds=options.max_audio_minutes * 60)
@@ -127,7 +129,7 @@ def transcribe(
     if decoded.duration > 0:
         timings["rtfx"] = decoded.duration / max(timings["transcribe_s"], 1e-9)
     transcript = _transcript(
-        segments, notes, decoded, source_name, model_key, revision, timings, options, family, turns
+        segments, notes, decoded, source_name, model_key, revision, timings, options, family, turns, spoken
     )
     if segments_done is not None and transcript.segments[handed_on:]:
         segments_done(transcript.segments[handed_on:])
@@ -151,6 +153,7 @@ def transcribe_together(
         ExportError, LoadError, ConfigError: the model cannot be used (the whole run).
     """
     report: Progress = progress or (lambda fraction, message: None)
+    spoken = checked_languages(store.config.model(model_key), options)
     with store.use(model_key, progress=lambda message: report(0.0, message)) as loaded:
         family, transcriber = loaded.family, transcriber_of(loaded)
         started = time.perf_counter()
@@ -173,7 +176,9 @@ def transcribe_together(
             turns = diarize(audio, store, report)
             own["speakers_s"] = time.perf_counter() - mark
         transcripts.append(
-            _transcript(segments, notes, audio, name, model_key, revision, own, options, family, turns)
+            _transcript(
+                segments, notes, audio, name, model_key, revision, own, options, family, turns, spoken
+            )
         )
     return transcripts
 
@@ -203,6 +208,14 @@ def vocabulary_notes(family: ModelFamily, vocabulary: Vocabulary) -> list[str]:
         f"the vocabulary's phrases were not applied: {family.name} models cannot be boosted (NeMo's "
         f"phrase boosting does not reach their decoding){rules}"
     ]
+
+
+def checked_languages(spec: ModelSpec, options: TranscribeOptions) -> tuple[str, str]:
+    """(the language a transcript by `spec` with `options` records, the one it is translated into or
+    ""); LanguageError (the whole run) when the model cannot do what `options` ask."""
+    languages = family_for(spec.kind).languages(spec)
+    source, target = languages.check(spec.key, options.language, options.translate_to)
+    return languages.recorded(source), target
 
 
 def transcriber_of(loaded: LoadedModel) -> Transcriber[Any]:
@@ -300,6 +313,7 @@ def _transcript(
     options: TranscribeOptions,
     family: ModelFamily,
     turns: list[SpeakerTurn] | None = None,
+    spoken: tuple[str, str] = ("", ""),
 ) -> Transcript:
     """The Transcript; with `turns` (speakers were asked for), its segments split by speaker and
     every speaker named."""
@@ -327,6 +341,8 @@ def _transcript(
         options=options.used_by(family.options_type),
         speaker_turns=turns or [],
         speaker_names=names,
+        language=spoken[0],
+        translated_to=spoken[1],
     )
     return with_rules(transcript, options.vocabulary.replacements)
 

@@ -23,6 +23,7 @@ RuntimeError, ...), so code that caught those still does.
     ├── EngineError          transcription failed in a way the user can act on  (per file)
     ├── LiveError            a live session cannot start or go on (full, too long, ended)  (per session)
     ├── VocabularyError      a phrase or a replacement rule the job was given cannot be used
+    ├── LanguageError        a language the model does not transcribe, a translation it does not make
     ├── LibraryError         the library of transcripts cannot be used, or an edit of it cannot be made
     ├── QueueFull            too many requests already wait for the model; try again later
     └── FastPathUnavailable  a fast loader cannot be used here; the plain loader runs instead (never
@@ -80,6 +81,15 @@ class LiveError(LocalSttError):
 
 class VocabularyError(LocalSttError, ValueError):
     """A phrase or a replacement rule cannot be used; the message names it and says what to do."""
+
+
+class LanguageError(LocalSttError, ValueError):
+    """A language the model does not transcribe, or a translation it does not make; the message says
+    what it can do instead. `about`: "language" (the spoken one) or "translate_to"."""
+
+    def __init__(self, message: str, about: str = "language") -> None:
+        super().__init__(message)
+        self.about = about
 
 
 class LibraryError(LocalSttError):

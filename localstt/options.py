@@ -32,6 +32,11 @@ class TranscribeOptions:
     speaker_names: tuple[str, ...] = ()
     # The user's words (config.toml's [vocabulary], and a job's own): localstt/vocabulary.py.
     vocabulary: Vocabulary = field(default_factory=Vocabulary)
+    # The spoken language (a code, e.g. "de"; "" lets the model hear it, or means its only one) and
+    # the language to translate into ("" for none): localstt/languages.py. A transcript records both
+    # in its own fields (`Transcript.language`, `translated_to`).
+    language: str = ""
+    translate_to: str = ""
     family_options: tuple[FamilyOptions, ...] = ()
 
     def __post_init__(self) -> None:
@@ -109,6 +114,7 @@ class TranscribeOptions:
         vocabulary = fields.pop("vocabulary", {})
         speakers = bool(fields.pop("speakers", False))
         names = tuple(str(name) for name in fields.pop("speaker_names", ()))
+        language, translate_to = str(fields.pop("language", "")), str(fields.pop("translate_to", ""))
         options = cls.from_table(fields, where)
         unknown = set(fields) - set(options.to_wire())
         if unknown:
@@ -116,6 +122,8 @@ class TranscribeOptions:
         return options.replace(
             speakers=speakers,
             speaker_names=names,
+            language=language,
+            translate_to=translate_to,
             vocabulary=Vocabulary(
                 phrases=tuple(str(p) for p in vocabulary.get("phrases", ())),
                 strength=float(vocabulary.get("strength", 1.0)),
@@ -125,7 +133,8 @@ class TranscribeOptions:
 
     def used_by(self, options_type: type[FamilyOptions]) -> dict[str, Any]:
         """What a transcript records: the common options and those of the family that ran."""
-        common = {name: getattr(self, name) for name in common_names() if name != "vocabulary"}
+        recorded_apart = {"vocabulary", "language", "translate_to"}
+        common = {name: getattr(self, name) for name in common_names() if name not in recorded_apart}
         if self.vocabulary:  # recorded only when there is one, so transcripts without keep their keys
             common["vocabulary"] = self.vocabulary.as_record()
         used = {**common, **dataclasses.asdict(self.of(options_type))}

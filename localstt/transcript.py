@@ -68,6 +68,10 @@ class Transcript:
     # With speakers: the diarizer's turns, and the name of each speaker number.
     speaker_turns: list[SpeakerTurn] = field(default_factory=list)
     speaker_names: list[str] = field(default_factory=list)
+    # Its spoken language (localstt/languages.py): the one given, the model's only one, or "auto"
+    # where the model heard it without saying which; and, for a translation, the text's language.
+    language: str = ""
+    translated_to: str = ""
 
     @property
     def words(self) -> list[Word]:
@@ -97,6 +101,10 @@ class Transcript:
             "timings": dict(self.timings),
             "source_name": self.source_name,
         }
+        if self.language:
+            data["language"] = self.language
+        if self.translated_to:
+            data["translated_to"] = self.translated_to
         if self.notes:
             data["notes"] = list(self.notes)
         if self.options:

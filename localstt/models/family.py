@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from localstt.errors import ConfigError
+from localstt.languages import ENGLISH_ONLY, Languages
 from localstt.manifest import Manifest
 from localstt.precision import ModelMakeup, Precision
 from localstt.spec import FamilyOptions, ModelSpec, field_names
@@ -147,6 +148,11 @@ class ModelFamily(ABC):
     def name(self) -> str:
         """What the user calls models of this family, e.g. in the page's labels."""
         return self.makeup.name
+
+    def languages(self, spec: ModelSpec) -> Languages:
+        """What the model of `spec` does with languages (localstt/languages.py): English only unless
+        its family says more."""
+        return ENGLISH_ONLY
 
     def check_spec(self, spec: ModelSpec) -> str | None:
         """What config.toml's table for this model lacks for this family (one sentence), or None."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from localstt import memory
 from localstt.audio import DecodedAudio, silence
+from localstt.languages import ENGLISH_ONLY, EUROPEAN_25, Languages
 from localstt.loading.nemo_archive import UNPACKED_PATH_MARGIN, load_nemo, plan_one_nemo
 from localstt.manifest import Manifest
 from localstt.models import parakeet_boost
@@ -46,6 +47,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 AUTO_BATCH = 128  # the most recordings "auto" runs at once (the Open ASR leaderboard's batch)
+# What each published Parakeet-TDT hears (its model card); any other repo is taken as English only.
+# v3 detects the language itself and reports none.
+LANGUAGES_BY_REPO: dict[str, Languages] = {
+    "nvidia/parakeet-tdt-0.6b-v2": ENGLISH_ONLY,
+    "nvidia/parakeet-tdt-0.6b-v3": Languages(transcribes=EUROPEAN_25, detects=True),
+}
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,9 @@ class Parakeet(ModelFamily, Transcriber[ParakeetOptions], Streamer, PhraseBooste
 
     def plan(self, api: HfApi, spec: ModelSpec) -> list[RemoteFile]:
         return plan_one_nemo(api, spec)
+
+    def languages(self, spec: ModelSpec) -> Languages:
+        return LANGUAGES_BY_REPO.get(spec.repo.lower(), ENGLISH_ONLY)
 
     def load(
         self, export_dir: Path, manifest: Manifest, device: str, precision: Precision

@@ -72,16 +72,31 @@ class JobEntry:
     speakers: str = ""  # speakers_setting(): "" when none were identified
     vocabulary: str = ""  # Vocabulary.fingerprint: "" when there was none
     subtitles: str = ""  # subtitles_setting(): "" for the default line controls
+    # The transcript's language (Transcript.language: "auto" where the model heard it without saying
+    # which) and the one it was translated into; "" in lines written before languages were recorded.
+    language: str = ""
+    translated_to: str = ""
 
     @property
     def made_with(self) -> tuple[str, ...]:
-        """What a rerun must match to skip it: input, model, commit, speakers, vocabulary, lines."""
-        return (self.sha256, self.model, self.revision, self.speakers, self.vocabulary, self.subtitles)
+        """What a rerun must match to skip it: input, model, commit, speakers, vocabulary, lines,
+        language and translation."""
+        return (
+            self.sha256,
+            self.model,
+            self.revision,
+            self.speakers,
+            self.vocabulary,
+            self.subtitles,
+            self.language,
+            self.translated_to,
+        )
 
     def to_json(self) -> str:
         data: dict[str, Any] = asdict(self)
         data["outputs"] = list(self.outputs)
-        for key in ("vocabulary", "subtitles"):  # only written when set: lines without keep their keys
+        # only written when set: lines without keep their keys
+        for key in ("vocabulary", "subtitles", "language", "translated_to"):
             if not data[key]:
                 del data[key]
         return json.dumps(data, ensure_ascii=False)
@@ -138,12 +153,19 @@ class JobLog:
         speakers: str = "",
         vocabulary: str = "",
         subtitles: str = "",
+        spoken: tuple[str, str] = ("", ""),
+        language_chosen: bool = False,
     ) -> JobEntry | None:
         """The latest "done" entry of this recording by this model at this commit with these
-        speakers, vocabulary and line controls, if its outputs are all still in OUT (else it is to be
-        done again)."""
+        speakers, vocabulary, line controls and (language, translation), if its outputs are all still
+        in OUT (else it is to be done again). A line from before languages were recorded stands for
+        the model's own language when none is `language_chosen`."""
+        wanted = (sha256, model, revision, speakers, vocabulary, subtitles, *spoken)
         for entry in reversed(self.entries):
-            if entry.made_with != (sha256, model, revision, speakers, vocabulary, subtitles):
+            made = entry.made_with
+            if not entry.language and not language_chosen and not spoken[1]:
+                made = (*made[:6], *spoken)
+            if made != wanted:
                 continue
             if entry.status != "done":
                 return None
@@ -186,10 +208,12 @@ class Job:
         *,
         skip_done: bool = True,
         layout: SubtitleLayout = DEFAULT_LAYOUT,
+        spoken: tuple[str, str] = ("", ""),
     ) -> None:
         """Hash every input (an unreadable one gets "": transcribing it says why) and, with
         `skip_done`, leave out each one the record has done with this model, commit and speakers.
-        `layout`: the subtitles' line controls."""
+        `layout`: the subtitles' line controls. `spoken`: the language its transcripts record and the
+        one they are translated into (localstt.engine.checked_languages)."""
         self.model_key = model_key
         self.revision = revision
         self.formats = tuple(formats)
@@ -199,6 +223,7 @@ class Job:
         self.speakers = speakers_setting(options)
         self.vocabulary = options.vocabulary.fingerprint
         self.subtitles = subtitles_setting(layout, formats)
+        self.spoken = spoken
         self.log = JobLog(out_dir)
         remove_unfinished_outputs(self.log)
         self.hashes: dict[Path, str] = {}
@@ -209,7 +234,14 @@ class Job:
             except OSError:
                 self.hashes[path] = ""
             done = self.hashes[path] and self.log.done(
-                self.hashes[path], model_key, revision, self.speakers, self.vocabulary, self.subtitles
+                self.hashes[path],
+                model_key,
+                revision,
+                self.speakers,
+                self.vocabulary,
+                self.subtitles,
+                spoken,
+                language_chosen=bool(options.language),
             )
             if skip_done and done:
                 continue
@@ -258,6 +290,8 @@ class Job:
                 speakers=self.speakers,
                 vocabulary=self.vocabulary,
                 subtitles=self.subtitles,
+                language=self.spoken[0],
+                translated_to=self.spoken[1],
             )
         )
         if marker is not None:
