@@ -19,7 +19,6 @@ hashed and decoded; the first batch waits for that load (and gets its error, if 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.util
 import json
@@ -34,8 +33,9 @@ from tqdm import tqdm
 import localstt.offline  # noqa: F401,I001  # first: nothing this command imports can reach a hub
 from localstt import environment
 from localstt.audio import probe_seconds
-from localstt.engine import diarizer_key
-from localstt.errors import ConfigError, LocalSttError, VocabularyError
+from localstt.cli_parser import build_parser
+from localstt.engine import checked_languages, diarizer_key
+from localstt.errors import ConfigError, LanguageError, LocalSttError, VocabularyError
 from localstt.formats import WRITERS
 from localstt.library.keeper import Keeper
 from localstt.live.command import run_live
@@ -121,65 +121,7 @@ def read_manifest_lines(manifest: Path) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="transcribe", description="Transcribe recordings offline.")
-    parser.add_argument("inputs", nargs="*", help="audio files or folders")
-    parser.add_argument("--manifest", help="a JSON-lines list of recordings (NeMo's audio_filepath)")
-    parser.add_argument("--model", help="model key from config.toml (default: its first transcription model)")
-    parser.add_argument(
-        "--format",
-        default="txt,srt",
-        help=f"comma-separated: {','.join(WRITERS)} (default: txt,srt)",
-    )
-    parser.add_argument("--out", default="transcripts", help="output folder (default: ./transcripts)")
-    parser.add_argument("--config", help="path to config.toml")
-    parser.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        metavar="ADDRESS",
-        help="run on Ray: a local instance, or join ADDRESS (auto, ray://host:port); needs the cluster extra",
-    )
-    parser.add_argument("--actors", type=int, help="with --ray: model replicas (default: one per GPU)")
-    parser.add_argument("--local", action="store_true", help="transcribe here even when the app is running")
-    parser.add_argument("--server", metavar="URL", help="send the recordings to the app at URL")
-    parser.add_argument(
-        "--speakers",
-        action="store_true",
-        help="say who spoke (up to 4 speakers; needs the speaker diarizer of config.toml exported)",
-    )
-    parser.add_argument(
-        "--speaker-names",
-        metavar='"ANA,BEN"',
-        default="",
-        help="names for the speakers in the order they are first heard (implies --speakers)",
-    )
-    parser.add_argument(
-        "--vocabulary", metavar="FILE", help="phrases to recognise, one a line (adds to config.toml's)"
-    )
-    parser.add_argument(
-        "--hotwords", metavar='"A, B"', default="", help="phrases to recognise, comma-separated"
-    )
-    parser.add_argument("--replace", metavar="FILE", help="replacement rules, one `find => replace` a line")
-    parser.add_argument(
-        "--live",
-        metavar="SOURCE",
-        help="transcribe live from SOURCE: - for standard input (raw 16 kHz 16-bit PCM, or WAV/FLAC/Ogg "
-        "as a stream), or a file; each line is printed as it settles",
-    )
-    parser.add_argument("--realtime", action="store_true", help="with --live FILE: play it at real-time pace")
-    parser.add_argument(
-        "--library",
-        action="store_true",
-        help="also keep each transcript in the library ([library] in config.toml)",
-    )
-    for key, _, low, high, whole in LIMITS:
-        parser.add_argument(
-            f"--{key.replace('_', '-')}",
-            type=int if whole else float,
-            metavar="N",
-            help=f"SRT/VTT: {key.replace('_', ' ')}, {low:g} to {high:g} (default: [subtitles])",
-        )
-    args = parser.parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     log_to_console(info_to_stderr=args.live is not None)  # --live: stdout is the transcript
 
     formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
@@ -202,7 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"transcription model with --model ({models}) and add --speakers."
             )
         diarizer = diarizer_key(store) if speakers else None
-    except ConfigError as error:
+        spoken = checked_languages(
+            spec, TranscribeOptions(language=args.language, translate_to=args.translate_to)
+        )
+    except (ConfigError, LanguageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
@@ -246,7 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: no audio files found in the given folders.", file=sys.stderr)
         return 2
     options = store.config.transcription.replace(
-        speakers=speakers, speaker_names=tuple(parse_names(args.speaker_names)), vocabulary=vocabulary
+        speakers=speakers,
+        speaker_names=tuple(parse_names(args.speaker_names)),
+        vocabulary=vocabulary,
+        language=args.language,
+        translate_to=args.translate_to,
     )
     try:
         layout = store.config.subtitles.replace(**{name: getattr(args, key) for key, name, *_ in LIMITS})
@@ -282,7 +231,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         loader.start()
     try:
         job = Job(
-            files, model_key, spec.revision, formats, out_dir, options, store.config.path, layout=layout
+            files,
+            model_key,
+            spec.revision,
+            formats,
+            out_dir,
+            options,
+            store.config.path,
+            layout=layout,
+            spoken=spoken,
         )
         if job.skipped:
             print(f"{job.skipped} of {len(files)} already done in {job.log.path}; doing the rest.")

@@ -25,8 +25,13 @@ if TYPE_CHECKING:
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 TINY_PARAKEET_NEMO = FIXTURES / "tiny-parakeet.nemo"
 TINY_SORTFORMER_NEMO = FIXTURES / "tiny-sortformer.nemo"  # scripts/make_tiny_sortformer.py
+# Stands in for the multilingual v3: knows the phrase in English and in German (espeak-ng voice de),
+# hearing which by itself (scripts/make_tiny_parakeet_v3.py).
+TINY_PARAKEET_V3_NEMO = FIXTURES / "tiny-parakeet-v3.nemo"
 PHRASE_WAV = FIXTURES / "phrase.wav"
 PHRASE_TXT = FIXTURES / "phrase.txt"
+PHRASE_DE_WAV = FIXTURES / "phrase-de.wav"
+PHRASE_DE_TXT = FIXTURES / "phrase-de.txt"
 # Two espeak-ng voices taking turns with sentences of the phrase's words: both tiny models are
 # trained on them (scripts/make_tiny_parakeet.py, scripts/make_tiny_sortformer.py), which write
 # and check fixtures/phrase-dialogue.{wav,json}, so that the end-to-end speaker tests know every
@@ -43,6 +48,7 @@ PHRASE_DIALOGUE_WAV = FIXTURES / "phrase-dialogue.wav"
 PHRASE_DIALOGUE_JSON = FIXTURES / "phrase-dialogue.json"
 
 PARAKEET_REPO_ID = "nvidia/parakeet-tdt-0.6b-v2"
+PARAKEET_V3_REPO_ID = "nvidia/parakeet-tdt-0.6b-v3"
 CANARY_REPO_ID = "nvidia/canary-qwen-2.5b"
 QWEN_REPO_ID = "Qwen/Qwen3-1.7B"
 SORTFORMER_REPO_ID = "nvidia/diar_streaming_sortformer_4spk-v2"

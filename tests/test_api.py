@@ -33,7 +33,14 @@ from localstt.web.gpu_queue import GpuQueue
 from localstt.web.openai_api import ApiServer
 from testkit.app import RunningApp, launch_app
 from testkit.store_env import REPO_ROOT, Project, config_on
-from testkit.tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
+from testkit.tiny_models import (
+    PHRASE_DE_TXT,
+    PHRASE_DE_WAV,
+    PHRASE_DIALOGUE_JSON,
+    PHRASE_DIALOGUE_WAV,
+    PHRASE_TXT,
+    PHRASE_WAV,
+)
 
 PHRASE = PHRASE_TXT.read_text().strip()
 KEY = "test-key-7d1f"
@@ -203,15 +210,42 @@ def test_models_are_listed_with_their_pins(client: OpenAI, exported_project: Pro
     )
     models = {model.id: model for model in client.models.list()}
     assert (
-        set(models) == {"parakeet", "canary-qwen"} == set(pins) - {"sortformer"}
+        set(models) == {"parakeet", "parakeet-v3", "canary-qwen"} == set(pins) - {"sortformer"}
     )  # the diarizer transcribes nothing
     for key, model in models.items():
         extra = model.model_extra or {}
         assert extra["revision"] == pins[key] and extra["exported"] is True
+    # Each card says what `language` may be, from what the model's family declares.
+    v3 = models["parakeet-v3"].model_extra or {}
+    assert len(v3["languages"]) == 25 and "de" in v3["languages"] and v3["detects_language"] is True
+    v2 = models["parakeet"].model_extra or {}
+    assert (v2["languages"], v2["detects_language"], v2["translations"]) == (["en"], False, [])
     by_repo = client.models.retrieve("nvidia/canary-qwen-2.5b")
     assert by_repo.id == "canary-qwen" and by_repo.owned_by == "nvidia"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("whisper-1")
+
+
+@SLOW
+def test_the_multilingual_model_hears_german_and_records_the_language(client: OpenAI):
+    """parakeet-v3 (a tiny model of the real class that knows the phrase in English and German)."""
+    german = PHRASE_DE_TXT.read_text(encoding="utf-8").strip()
+    given = transcribe(
+        client, PHRASE_DE_WAV, model="parakeet-v3", language="de", response_format="verbose_json"
+    )
+    assert isinstance(given, openai.types.audio.TranscriptionVerbose)
+    assert (given.text, given.language) == (german, "german")
+    # Left out, the model hears it by itself; it says not which, so nothing is invented.
+    heard = transcribe(client, PHRASE_DE_WAV, model="parakeet-v3", response_format="verbose_json")
+    assert (heard.text, heard.language) == (german, "auto")  # type: ignore[attr-defined]
+    english = transcribe(client, PHRASE_WAV, model="nvidia/parakeet-tdt-0.6b-v3", language="en")
+    assert english.text == PHRASE  # type: ignore[attr-defined]
+    with pytest.raises(openai.BadRequestError) as on_v2:
+        transcribe(client, PHRASE_DE_WAV, model="parakeet", language="de")
+    assert said(on_v2.value) == "parakeet transcribes English, not German; send en or leave the language out."
+    with pytest.raises(openai.BadRequestError) as unknown:
+        transcribe(client, PHRASE_DE_WAV, model="parakeet-v3", language="tlh")
+    assert said(unknown.value) == "'tlh' is not a language code these models know; use e.g. en, de or fr."
 
 
 @SLOW
@@ -231,13 +265,16 @@ def test_refusals_are_openai_errors_and_the_server_keeps_serving(
         transcribe(client, model="whisper-1")
     assert (
         said(not_found.value)
-        == "The model 'whisper-1' does not exist here; the models are: parakeet, canary-qwen."
+        == "The model 'whisper-1' does not exist here; the models are: parakeet, parakeet-v3, canary-qwen."
     )
     assert not_found.value.code == "model_not_found"
 
     with pytest.raises(openai.BadRequestError) as french:
         transcribe(client, language="fr")
-    assert french.value.code == "unsupported_value" and "English only" in said(french.value)
+    assert (french.value.code, french.value.param) == ("unsupported_value", "language")
+    assert (
+        said(french.value) == "parakeet transcribes English, not French; send en or leave the language out."
+    )
     assert transcribe(client, language="en", prompt="Fox.", temperature=0.2).text == PHRASE  # type: ignore[attr-defined]
 
     for refused, param in [
@@ -253,7 +290,15 @@ def test_refusals_are_openai_errors_and_the_server_keeps_serving(
 
     with PHRASE_WAV.open("rb") as audio, pytest.raises(openai.BadRequestError) as translation:
         client.audio.translations.create(file=audio, model="parakeet")
-    assert "do not translate" in said(translation.value)
+    assert said(translation.value) == (
+        "No model of this app translates into English; use /v1/audio/transcriptions."
+    )
+    with pytest.raises(openai.BadRequestError) as into:
+        transcribe(client, model="parakeet-v3", extra_body={"translate_to": "en", "language": "de"})
+    assert (into.value.param, said(into.value)) == (  # type: ignore[attr-defined]
+        "translate_to",
+        "parakeet-v3 does not translate; leave the translation out.",
+    )
 
     assert transcribe(client).text == PHRASE  # type: ignore[attr-defined]
     assert app.process.poll() is None

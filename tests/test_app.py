@@ -24,7 +24,14 @@ from gradio_client.exceptions import AppError
 
 from testkit.app import RunningApp, launch_app
 from testkit.store_env import REPO_ROOT, Project, config_on
-from testkit.tiny_models import PHRASE_DIALOGUE_JSON, PHRASE_DIALOGUE_WAV, PHRASE_TXT, PHRASE_WAV
+from testkit.tiny_models import (
+    PHRASE_DE_TXT,
+    PHRASE_DE_WAV,
+    PHRASE_DIALOGUE_JSON,
+    PHRASE_DIALOGUE_WAV,
+    PHRASE_TXT,
+    PHRASE_WAV,
+)
 
 PHRASE = PHRASE_TXT.read_text().strip()
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -177,3 +184,55 @@ def test_identify_speakers_in_a_real_browser(app: RunningApp):
         page.screenshot(path=str(ARTIFACTS / "app-speakers.png"), full_page=True)
         browser.close()
     assert (ARTIFACTS / "app-speakers.png").stat().st_size > 10_000
+
+
+def test_the_language_choice_is_offered_only_for_a_model_of_many_languages(app: RunningApp):
+    """Over HTTP: the page's config says the choices are hidden for the first model (English only);
+    with parakeet-v3 and German given, the job gives the German phrase."""
+    client = Client(app.url, verbose=False)
+    shown = {c["props"].get("elem_id"): c["props"].get("visible", True) for c in client.config["components"]}
+    assert shown["files-language"] is False and shown["files-translate-to"] is False
+    text, segments, _, _ = client.predict(
+        files_value=[handle_file(str(PHRASE_DE_WAV))],
+        recording_value=None,
+        key="parakeet-v3",
+        formats_value=["json"],
+        language_value="de",
+        api_name="/transcribe",
+    )
+    assert text == PHRASE_DE_TXT.read_text(encoding="utf-8").strip()
+    with pytest.raises(AppError) as refused:  # what the hidden choice would have refused anyway
+        client.predict(
+            files_value=[handle_file(str(PHRASE_WAV))],
+            recording_value=None,
+            key="parakeet",
+            formats_value=["txt"],
+            language_value="de",
+            api_name="/transcribe",
+        )
+    assert "parakeet transcribes English, not German" in str(refused.value)
+
+
+def test_the_language_choice_follows_the_model_in_a_real_browser(app: RunningApp):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app.url)
+        language = page.locator("#files-language")
+        expect(page.locator("#files-tab").get_by_label("Model")).to_be_visible()
+        expect(language).to_be_hidden()  # parakeet: English only
+        page.locator("#files-tab").get_by_label("Model").click()
+        page.get_by_role("option", name="parakeet-v3").click()
+        expect(language).to_be_visible(timeout=30_000)
+        expect(language.locator("input")).to_have_value("Detect")
+        expect(page.locator("#files-translate-to")).to_be_hidden()  # it does not translate
+        page.locator("input[type=file]").first.set_input_files(str(PHRASE_DE_WAV))
+        page.get_by_role("button", name="Transcribe", exact=True).click()
+        german = PHRASE_DE_TXT.read_text(encoding="utf-8").strip()
+        expect(page.locator("#transcript textarea")).to_have_value(german, timeout=120_000)
+        page.locator("#files-tab").get_by_label("Model").click()
+        page.get_by_role("option", name="parakeet", exact=True).click()
+        expect(language).to_be_hidden(timeout=30_000)
+        browser.close()

@@ -128,15 +128,22 @@ class TranscriptionApp:
         speaker_names: str = "",
         vocabulary: Vocabulary | None = None,
         layout: SubtitleLayout | None = None,
+        spoken: tuple[str, str] = ("", ""),
     ) -> tuple[str, list[list[Any]], list[str], str]:
         """(transcript text, the segments table's rows, the files made, the status panel) of one job;
         with `speakers`, each row has the speaker before the text; `vocabulary`: the job's words
         (default: config.toml's); `layout`: the subtitles' line controls (default: config.toml's). Each
-        transcript is kept in the library (when it is on)."""
+        transcript is kept in the library (when it is on). `spoken`: (the spoken language, the one to
+        translate into), "" for the model's choice and for none."""
         inputs = [*(files or []), *([recording] if recording else [])]
         if not inputs:
             raise gr.Error("Add a recording first: upload a file or record with the microphone.")
         options = self.options if vocabulary is None else self.options.replace(vocabulary=vocabulary)
+        options = options.replace(language=spoken[0], translate_to=spoken[1])
+        try:
+            engine.checked_languages(self.store.config.model(model_key), options)
+        except LocalSttError as error:  # a language the model does not have, an unknown model
+            raise gr.Error(str(error)) from None
         if speakers:
             try:
                 engine.diarizer_key(self.store)

@@ -15,6 +15,7 @@ from gradio.utils import NamedString
 from localstt.formats import WRITERS
 from localstt.models import Answerer, Diarizer, families, family_for
 from localstt.web.app import TranscriptionApp
+from localstt.web.language_choices import chosen_languages, follow_model, language_choices
 from localstt.web.library_tab import build_library_tab
 from localstt.web.live_tab import build_live_tab
 from localstt.web.subtitle_controls import chosen_layout, subtitle_inputs
@@ -75,6 +76,8 @@ def build_page(app: TranscriptionApp) -> gr.Blocks:
                     files = recordings_component(label="Recordings", file_count="multiple", type="filepath")
                     recording = gr.Audio(label="Or record", sources=["microphone"], type="filepath")
                     model_key = gr.Dropdown(keys, value=keys[0] if keys else None, label="Model")
+                    languages = language_choices(config, keys[0] if keys else None, "files")
+                    follow_model(config, model_key, languages)
                     formats = gr.CheckboxGroup(
                         formats_available,
                         value=[f for f in DEFAULT_FORMATS if f in formats_available],
@@ -129,6 +132,8 @@ def build_page(app: TranscriptionApp) -> gr.Blocks:
             max_lines: float | None = None,
             max_cue_seconds: float | None = None,
             min_gap_seconds: float | None = None,
+            language_value: str | None = None,
+            translate_value: str | None = None,
             progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented idiom
         ) -> tuple[str, dict[str, Any], list[str], str]:
             vocabulary = job_vocabulary(app.options.vocabulary, phrases_value, rules_value)
@@ -142,6 +147,7 @@ def build_page(app: TranscriptionApp) -> gr.Blocks:
                 names_value,
                 vocabulary,
                 chosen_layout(config.subtitles, max_chars, max_lines, max_cue_seconds, min_gap_seconds),
+                chosen_languages(language_value, translate_value),
             )
             headers = SPEAKER_SEGMENT_HEADERS if speakers_value else SEGMENT_HEADERS
             return text, {"headers": headers, "data": rows}, written, status
@@ -157,7 +163,9 @@ def build_page(app: TranscriptionApp) -> gr.Blocks:
                 speaker_names,
                 words.phrases,
                 words.rules,
-                *lines,
+                *lines,  # new inputs go last: API clients send them in order
+                languages.language,
+                languages.translate_to,
             ],
             [transcript, segments, downloads, status],
             api_name="transcribe",

@@ -1,7 +1,7 @@
 """OpenAI's transcription API, served by the web app's own process under /v1.
 
     POST /v1/audio/transcriptions   multipart, the fields of OpenAI's `audio.transcriptions.create`
-    POST /v1/audio/translations     400: these models do not translate
+    POST /v1/audio/translations     the same, translated into English by a model that translates
     GET  /v1/models                 the models of config.toml, with their pin and export state
     GET  /v1/models/{id}            one of them, by key or by repo
     GET  /v1/realtime               WebSocket: OpenAI's Realtime API for live transcription

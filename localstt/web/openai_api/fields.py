@@ -3,7 +3,9 @@
 Where OpenAI's API and these models differ (docs/api.md lists it all): `keywords` are phrases to
 recognise (added to config.toml's vocabulary); `prompt` and `temperature` are accepted and change
 nothing (a prompt is free text, not a list of words to boost: boosting its words would pull the
-transcript towards whatever the prompt happens to say); `language` must be English; `word` timestamps need
+transcript towards whatever the prompt happens to say); `language` must be one the model transcribes
+(its card lists them), and `translate_to` asks a model that translates for its text in that language;
+`word` timestamps need
 `verbose_json` (as at OpenAI) and a model that has them; `chunking_strategy`,
 `known_speaker_references[]` and `include[]=logprobs` are refused.
 """
@@ -17,7 +19,8 @@ from starlette.datastructures import FormData
 
 from localstt.config import AppConfig
 from localstt.engine import diarizer_key
-from localstt.errors import ConfigError, VocabularyError
+from localstt.errors import ConfigError, LanguageError, VocabularyError
+from localstt.languages import name_of
 from localstt.models import Transcriber, family_for
 from localstt.portability import safe_file_stem
 from localstt.spec import ModelSpec
@@ -27,7 +30,6 @@ from localstt.web.openai_api.guards import ApiError, unsupported
 from localstt.web.openai_api.replies import RESPONSE_FORMATS
 
 GRANULARITIES = ("word", "segment")
-ENGLISH = {"en", "eng", "english"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class TranscriptionRequest:
     speakers: bool = False
     speaker_names: tuple[str, ...] = ()  # known_speaker_names[], in order of first appearance
     keywords: tuple[str, ...] = ()  # keywords[]: phrases to recognise, after config.toml's
+    language: str = ""  # the spoken language's code; "" lets the model hear it (or is its only one)
+    translate_to: str = ""  # the text's language, for a model that translates; "" for none
 
 
 def has_word_times(spec: ModelSpec) -> bool:
@@ -65,12 +69,32 @@ def find_model(config: AppConfig, model_id: str) -> ModelSpec:
     )
 
 
-def check_fields(form: FormData, store: ModelStore) -> TranscriptionRequest:
+def find_translator(config: AppConfig, model_id: str, target: str) -> ModelSpec:
+    """The model of a translation into `target`: the one `model_id` names when it translates, else
+    the first that does (OpenAI's clients name their own model, e.g. whisper-1); 400 when none does."""
+    translators = [
+        spec
+        for spec in config.transcribers.values()
+        if target in family_for(spec.kind).languages(spec).targets
+    ]
+    if not translators:
+        raise unsupported(
+            "model", f"No model of this app translates into {name_of(target)}; use /v1/audio/transcriptions."
+        )
+    named = [spec for spec in translators if model_id == spec.key or model_id.lower() == spec.repo.lower()]
+    return (named or translators)[0]
+
+
+def check_fields(form: FormData, store: ModelStore, translate_to: str = "") -> TranscriptionRequest:
+    """The request's fields, checked; `translate_to`: the endpoint's own target (translations)."""
     model = text(form, "model")
     if not model:
         example = next(iter(store.config.transcribers), "the key of a model in config.toml")
         raise ApiError(400, f"Name a model in the field `model`, e.g. {example}.", param="model")
-    spec = find_model(store.config, model)
+    if translate_to:
+        spec = find_translator(store.config, model, translate_to)
+    else:
+        spec = find_model(store.config, model)
     response_format = text(form, "response_format") or "json"
     if response_format not in RESPONSE_FORMATS:
         raise unsupported(
@@ -96,13 +120,7 @@ def check_fields(form: FormData, store: ModelStore) -> TranscriptionRequest:
             "timestamp_granularities",
             f"{spec.key} gives no word timestamps (it transcribes in windows); use segment{instead}.",
         )
-    for field_name in ("language", "languages"):
-        for language in [text(form, field_name), *values(form, field_name)]:
-            if language and language.lower().split("-")[0].split("_")[0] not in ENGLISH:
-                raise unsupported(
-                    field_name,
-                    f"These models transcribe English only, not {language!r}; send en or leave it out.",
-                )
+    language, translate_to = check_languages(form, spec, translate_to)
     temperature = text(form, "temperature")
     if temperature:
         try:
@@ -145,7 +163,31 @@ def check_fields(form: FormData, store: ModelStore) -> TranscriptionRequest:
         check_phrases([*store.config.transcription.vocabulary.phrases, *keywords])
     except VocabularyError as error:
         raise ApiError(400, str(error), param="keywords", code="invalid_value") from None
-    return TranscriptionRequest(spec.key, response_format, granularities, stream, speakers, names, keywords)
+    return TranscriptionRequest(
+        spec.key, response_format, granularities, stream, speakers, names, keywords, language, translate_to
+    )
+
+
+def check_languages(form: FormData, spec: ModelSpec, translate_to: str = "") -> tuple[str, str]:
+    """(the spoken language, the text's language) the request asks of `spec`, as codes ("" where it
+    asks none); ApiError 400 with one sentence when the model cannot do it. `language` (or the list
+    field `languages`, one value) names the spoken one; `translate_to`, or the endpoint's own target."""
+    given = [*dict.fromkeys([text(form, "language"), *values(form, "languages")])]
+    given = [value for value in given if value]
+    if len(given) > 1:
+        raise unsupported("language", f"Send one language, not {len(given)} ({', '.join(given)}).")
+    target = translate_to or text(form, "translate_to")
+    languages = family_for(spec.kind).languages(spec)
+    if target and not given and languages.translates:
+        raise unsupported(
+            "language",
+            f"{spec.key} must be told the spoken language to translate it: send its code in the field "
+            '`language` (with OpenAI\'s SDK, extra_body={"language": "de"}).',
+        )
+    try:
+        return languages.check(spec.key, given[0] if given else "", target)
+    except LanguageError as error:
+        raise unsupported(error.about, str(error)) from None
 
 
 def text(form: FormData, name: str) -> str:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from localstt.config import AppConfig
-from localstt.errors import VocabularyError
+from localstt.errors import LanguageError, VocabularyError
+from localstt.models import family_for
 from localstt.spec import Vocabulary
 from localstt.vocabulary import merged
 from localstt.web.openai_api.fields import find_model
@@ -89,13 +90,14 @@ def read_session_update(
                 400, str(error), param="session.audio.input.transcription.keywords", code="invalid_value"
             ) from None
     language = transcription.get("language")
-    if language and str(language).lower().split("-")[0] not in ("en", "eng", "english"):
-        raise ApiError(
-            400,
-            f"These models transcribe English only, not {language!r}.",
-            param="session.audio.input.transcription.language",
-            code="unsupported_value",
-        )
+    if language:
+        spec = config.model(model_key)
+        try:
+            family_for(spec.kind).languages(spec).check(spec.key, str(language))
+        except LanguageError as error:
+            raise ApiError(
+                400, str(error), param="session.audio.input.transcription.language", code="unsupported_value"
+            ) from None
     if "turn_detection" in audio_in:
         detection = audio_in["turn_detection"]
         server_vad = isinstance(detection, dict) and detection.get("type") == "server_vad"

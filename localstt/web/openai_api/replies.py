@@ -15,6 +15,7 @@ from typing import Any
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from localstt.formats import WRITERS, writer_for
+from localstt.languages import ENGLISH_ONLY, Languages, name_of
 from localstt.manifest import Manifest
 from localstt.spec import ModelSpec
 from localstt.subtitles import DEFAULT_LAYOUT, SubtitleLayout
@@ -38,8 +39,10 @@ def transcript_reply(
         return JSONResponse({"text": transcript.text, "usage": usage})
     if response_format == "verbose_json":
         body: dict[str, Any] = {
-            "task": "transcribe",
-            "language": "english",
+            # As OpenAI: a translation's language is the text's; "auto" where the model heard it
+            # without saying which
+            "task": "translate" if transcript.translated_to else "transcribe",
+            "language": name_of(transcript.translated_to or transcript.language or "en").lower(),
             "duration": transcript.duration,
             "text": transcript.text,
         }
@@ -102,7 +105,12 @@ def verbose_segment(number: int, segment: Segment, transcript: Transcript) -> di
 
 
 def model_card(
-    spec: ModelSpec, manifest: Manifest | None, loaded: bool, word_times: bool, export_command: str
+    spec: ModelSpec,
+    manifest: Manifest | None,
+    loaded: bool,
+    word_times: bool,
+    export_command: str,
+    languages: Languages = ENGLISH_ONLY,
 ) -> dict[str, Any]:
     """One model of config.toml as OpenAI's model object, with its pin and export state."""
     exported = manifest is not None and manifest.matches(spec)
@@ -122,6 +130,10 @@ def model_card(
         "exported": exported,
         "loaded": loaded,
         "word_timestamps": word_times,
+        # what `language` may be; whether it may be left out for the model to hear; `translate_to`
+        "languages": list(languages.transcribes),
+        "detects_language": languages.detects,
+        "translations": [{"from": source, "to": target} for source, target in languages.translations],
     }
     if not exported:
         card["export_command"] = export_command

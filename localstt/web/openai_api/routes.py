@@ -28,11 +28,20 @@ from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 
 from localstt import engine
-from localstt.errors import AudioError, ConfigError, ExportError, LocalSttError, QueueFull, VocabularyError
+from localstt.errors import (
+    AudioError,
+    ConfigError,
+    ExportError,
+    LanguageError,
+    LocalSttError,
+    QueueFull,
+    VocabularyError,
+)
 from localstt.library.keeper import Keeper
 from localstt.live.service import LiveService
 from localstt.logfile import report_unexpected
 from localstt.manifest import export_command, read_manifest
+from localstt.models import family_for
 from localstt.options import TranscribeOptions
 from localstt.spec import ModelSpec
 from localstt.store import ModelStore
@@ -96,9 +105,16 @@ class ApiServer:
             return ApiError(500, f"The request failed: {sentence}.").response()
 
     async def translations(self, request: Request) -> Response:
-        return unsupported(
-            "model", "These models transcribe English and do not translate; use /v1/audio/transcriptions."
-        ).response()
+        """OpenAI's translation into English, by a model of the app that translates; the spoken
+        language comes in the extra field `language` (docs/api.md)."""
+        try:
+            async with request.form(max_files=1, max_fields=64) as form:
+                return await self._transcribe_form(form, translate_to="en")
+        except ApiError as error:
+            return error.response()
+        except Exception as error:
+            sentence = report_unexpected(error, "answering a translation request", self.store.config.path)
+            return ApiError(500, f"The request failed: {sentence}.").response()
 
     async def list_models(self, request: Request) -> Response:
         cards = [self._model_card(spec) for spec in self.store.config.transcribers.values()]
@@ -118,8 +134,8 @@ class ApiServer:
 
     # The transcription
 
-    async def _transcribe_form(self, form: FormData) -> Response:
-        checked = check_fields(form, self.store)
+    async def _transcribe_form(self, form: FormData, translate_to: str = "") -> Response:
+        checked = check_fields(form, self.store, translate_to)
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise ApiError(400, "Add the recording as the multipart field `file`.", param="file")
@@ -166,6 +182,7 @@ class ApiServer:
                 options = options.replace(speakers=True, speaker_names=checked.speaker_names)
             if checked.keywords:
                 options = options.replace(vocabulary=merged(options.vocabulary, checked.keywords))
+            options = options.replace(language=checked.language, translate_to=checked.translate_to)
             with self.queue.turn(refuse_when_full=True):
                 return engine.transcribe(path, checked.model_key, options, self.store, None, segments_done)
         except QueueFull as error:
@@ -178,6 +195,8 @@ class ApiServer:
             raise ApiError(503, str(error), param="model", code="model_not_exported") from None
         except VocabularyError as error:
             raise ApiError(400, str(error), param="keywords", code="invalid_value") from None
+        except LanguageError as error:
+            raise unsupported(error.about, str(error)) from None
         except ConfigError as error:
             raise ApiError(404, str(error), param="model", code="model_not_found") from None
         except LocalSttError as error:  # EngineError (e.g. out of memory), LoadError
@@ -241,4 +260,5 @@ class ApiServer:
             self.store.loaded(spec.key) is not None,
             has_word_times(spec),
             export_command(spec.key, self.store.config.path),
+            family_for(spec.kind).languages(spec),
         )
