@@ -44,9 +44,9 @@ if TYPE_CHECKING:
 
 FIXTURES = tiny_models.FIXTURES
 PHRASE_WAV = tiny_models.PHRASE_WAV  # English, espeak-ng en-us at 150 wpm
-TINY_CANARY_1B_V2_NEMO = FIXTURES / "tiny-canary-1b-v2.nemo"
-PHRASE_DE_WAV = FIXTURES / "phrase-de.wav"  # German, espeak-ng de at 150 wpm (same sox command)
-CANARY_1B_V2_REPO_ID = "nvidia/canary-1b-v2"
+TINY_CANARY_1B_V2_NEMO = tiny_models.TINY_CANARY_1B_V2_NEMO
+PHRASE_DE_WAV = tiny_models.PHRASE_DE_WAV  # German, espeak-ng de at 150 wpm (same sox command)
+CANARY_1B_V2_REPO_ID = tiny_models.CANARY_1B_V2_REPO_ID
 
 # The phrase in both languages, each the other's translation; (language, espeak-ng voice).
 PHRASES = {

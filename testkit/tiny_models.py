@@ -31,6 +31,9 @@ TINY_PARAKEET_V3_NEMO = FIXTURES / "tiny-parakeet-v3.nemo"
 PHRASE_WAV = FIXTURES / "phrase.wav"
 PHRASE_TXT = FIXTURES / "phrase.txt"
 PHRASE_DE_WAV = FIXTURES / "phrase-de.wav"
+# Stands in for Canary-1B-v2: the phrase in English and German, each transcribed or translated into
+# the other, with its timestamps aligner nested in the archive (scripts/make_tiny_canary_1b.py).
+TINY_CANARY_1B_V2_NEMO = FIXTURES / "tiny-canary-1b-v2.nemo"
 PHRASE_DE_TXT = FIXTURES / "phrase-de.txt"
 # Two espeak-ng voices taking turns with sentences of the phrase's words: both tiny models are
 # trained on them (scripts/make_tiny_parakeet.py, scripts/make_tiny_sortformer.py), which write
@@ -49,6 +52,7 @@ PHRASE_DIALOGUE_JSON = FIXTURES / "phrase-dialogue.json"
 
 PARAKEET_REPO_ID = "nvidia/parakeet-tdt-0.6b-v2"
 PARAKEET_V3_REPO_ID = "nvidia/parakeet-tdt-0.6b-v3"
+CANARY_1B_V2_REPO_ID = "nvidia/canary-1b-v2"
 CANARY_REPO_ID = "nvidia/canary-qwen-2.5b"
 QWEN_REPO_ID = "Qwen/Qwen3-1.7B"
 SORTFORMER_REPO_ID = "nvidia/diar_streaming_sortformer_4spk-v2"
