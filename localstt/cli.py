@@ -34,9 +34,10 @@ import localstt.offline  # noqa: F401,I001  # first: nothing this command import
 from localstt import environment
 from localstt.audio import probe_seconds
 from localstt.cli_parser import build_parser
-from localstt.engine import checked_languages, diarizer_key
+from localstt.engine import diarizer_key
 from localstt.errors import ConfigError, LanguageError, LocalSttError, VocabularyError
 from localstt.formats import WRITERS
+from localstt.language_choice import checked_languages
 from localstt.library.keeper import Keeper
 from localstt.live.command import run_live
 from localstt.logfile import log_to_console

@@ -21,6 +21,7 @@ from typing import Any
 from localstt import memory
 from localstt.audio import DecodedAudio, decode_audio
 from localstt.errors import ConfigError, EngineError, VocabularyError
+from localstt.language_choice import checked_languages, told
 from localstt.models import (
     Answerer,
     Diarizer,
@@ -31,11 +32,10 @@ from localstt.models import (
     SegmentsDone,
     Transcriber,
     families,
-    family_for,
 )
 from localstt.options import TranscribeOptions
 from localstt.speakers import label_speakers
-from localstt.spec import ModelSpec, Vocabulary
+from localstt.spec import Vocabulary
 from localstt.store import ModelStore
 from localstt.transcript import Segment, SpeakerTurn, Transcript, display_names
 from localstt.vocabulary import apply_rules
@@ -114,7 +114,12 @@ def transcribe(
         # With speakers, segments are split where the speaker changes, and rules rewrite them at the
         # end: none is final before that.
         streaming = None if options.speakers or options.vocabulary.replacements else hand_on
-        with _out_of_memory_as_engine_error(loaded), loaded.lock, boosted(loaded, options.vocabulary):
+        with (
+            _out_of_memory_as_engine_error(loaded),
+            loaded.lock,
+            boosted(loaded, options.vocabulary),
+            told(loaded, options),
+        ):
             segments, notes = transcriber.transcribe(
                 loaded, decoded, options.of(family.options_type), report, streaming
             )
@@ -157,7 +162,12 @@ def transcribe_together(
     with store.use(model_key, progress=lambda message: report(0.0, message)) as loaded:
         family, transcriber = loaded.family, transcriber_of(loaded)
         started = time.perf_counter()
-        with _out_of_memory_as_engine_error(loaded), loaded.lock, boosted(loaded, options.vocabulary):
+        with (
+            _out_of_memory_as_engine_error(loaded),
+            loaded.lock,
+            boosted(loaded, options.vocabulary),
+            told(loaded, options),
+        ):
             results = transcriber.transcribe_batch(
                 loaded, [audio for audio, _ in recordings], options.of(family.options_type), report
             )
@@ -208,14 +218,6 @@ def vocabulary_notes(family: ModelFamily, vocabulary: Vocabulary) -> list[str]:
         f"the vocabulary's phrases were not applied: {family.name} models cannot be boosted (NeMo's "
         f"phrase boosting does not reach their decoding){rules}"
     ]
-
-
-def checked_languages(spec: ModelSpec, options: TranscribeOptions) -> tuple[str, str]:
-    """(the language a transcript by `spec` with `options` records, the one it is translated into or
-    ""); LanguageError (the whole run) when the model cannot do what `options` ask."""
-    languages = family_for(spec.kind).languages(spec)
-    source, target = languages.check(spec.key, options.language, options.translate_to)
-    return languages.recorded(source), target
 
 
 def transcriber_of(loaded: LoadedModel) -> Transcriber[Any]:

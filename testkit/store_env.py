@@ -20,11 +20,13 @@ import psutil
 
 from testkit.hubserver import HubServer
 from testkit.tiny_models import (
+    CANARY_1B_V2_REPO_ID,
     CANARY_REPO_ID,
     PARAKEET_REPO_ID,
     PARAKEET_V3_REPO_ID,
     QWEN_REPO_ID,
     SORTFORMER_REPO_ID,
+    TINY_CANARY_1B_V2_NEMO,
     TINY_PARAKEET_V3_NEMO,
     TINY_SORTFORMER_NEMO,
 )
@@ -146,12 +148,16 @@ def read_folder(folder: Path) -> dict[str, bytes]:
 
 
 def seed_hub(hub: HubServer, nemo: bytes, canary: dict[str, bytes], llm: dict[str, bytes]) -> None:
-    """The five repos as the real hub lays them out, each with an older commit under main (the
+    """The six repos as the real hub lays them out, each with an older commit under main (the
     speaker diarizer's holds the tiny Sortformer)."""
     readme = b"# model card\n"
     for repo, files in (
         (PARAKEET_REPO_ID, {NEMO_NAME: nemo, "README.md": readme}),
         (PARAKEET_V3_REPO_ID, {NEMO_V3_NAME: TINY_PARAKEET_V3_NEMO.read_bytes(), "README.md": readme}),
+        (
+            CANARY_1B_V2_REPO_ID,
+            {"canary-1b-v2.nemo": TINY_CANARY_1B_V2_NEMO.read_bytes(), "README.md": readme},
+        ),
         (SORTFORMER_REPO_ID, {SORTFORMER_NEMO_NAME: TINY_SORTFORMER_NEMO.read_bytes(), "README.md": readme}),
         (CANARY_REPO_ID, {**canary, "README.md": readme}),
         # The LLM repo also holds weights that a correct export must never fetch.

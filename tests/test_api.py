@@ -210,7 +210,9 @@ def test_models_are_listed_with_their_pins(client: OpenAI, exported_project: Pro
     )
     models = {model.id: model for model in client.models.list()}
     assert (
-        set(models) == {"parakeet", "parakeet-v3", "canary-qwen"} == set(pins) - {"sortformer"}
+        set(models)
+        == {"parakeet", "parakeet-v3", "canary-qwen", "canary-1b-v2"}
+        == set(pins) - {"sortformer"}
     )  # the diarizer transcribes nothing
     for key, model in models.items():
         extra = model.model_extra or {}
@@ -220,6 +222,8 @@ def test_models_are_listed_with_their_pins(client: OpenAI, exported_project: Pro
     assert len(v3["languages"]) == 25 and "de" in v3["languages"] and v3["detects_language"] is True
     v2 = models["parakeet"].model_extra or {}
     assert (v2["languages"], v2["detects_language"], v2["translations"]) == (["en"], False, [])
+    canary = models["canary-1b-v2"].model_extra or {}
+    assert canary["detects_language"] is False and {"from": "de", "to": "en"} in canary["translations"]
     by_repo = client.models.retrieve("nvidia/canary-qwen-2.5b")
     assert by_repo.id == "canary-qwen" and by_repo.owned_by == "nvidia"
     with pytest.raises(openai.NotFoundError):
@@ -249,6 +253,36 @@ def test_the_multilingual_model_hears_german_and_records_the_language(client: Op
 
 
 @SLOW
+def test_translations_with_the_official_client(client: OpenAI):
+    """Canary-1B-v2 (a tiny model of the real class trained to translate the phrase) through OpenAI's
+    translations endpoint, the spoken language in the documented extra field."""
+    german = PHRASE_DE_TXT.read_text(encoding="utf-8").strip()
+    with PHRASE_DE_WAV.open("rb") as audio:
+        english = client.audio.translations.create(
+            file=audio, model="canary-1b-v2", extra_body={"language": "de"}
+        )
+    assert english.text == PHRASE
+    with PHRASE_DE_WAV.open("rb") as audio:
+        verbose = client.audio.translations.create(
+            file=audio, model="whisper-1", response_format="verbose_json", extra_body={"language": "de"}
+        )
+    assert (verbose.text, verbose.language) == (PHRASE, "english")  # type: ignore[union-attr]
+    assert (verbose.model_extra or {})["task"] == "translate"  # type: ignore[union-attr]
+    with PHRASE_DE_WAV.open("rb") as audio:
+        cues = client.audio.translations.create(
+            file=audio, model="canary-1b-v2", response_format="srt", extra_body={"language": "de"}
+        )
+    assert " ".join(cue.content.replace("\n", " ") for cue in srt.parse(str(cues))) == PHRASE
+    # Into another language than English, through the transcriptions endpoint's own field.
+    back = transcribe(
+        client, PHRASE_WAV, model="canary-1b-v2", language="en", extra_body={"translate_to": "de"}
+    )
+    assert back.text == german  # type: ignore[attr-defined]
+    same = transcribe(client, PHRASE_DE_WAV, model="canary-1b-v2", language="de")
+    assert same.text == german  # type: ignore[attr-defined]
+
+
+@SLOW
 def test_refusals_are_openai_errors_and_the_server_keeps_serving(
     client: OpenAI, app: RunningApp, tmp_path: Path
 ):
@@ -264,8 +298,8 @@ def test_refusals_are_openai_errors_and_the_server_keeps_serving(
     with pytest.raises(openai.NotFoundError) as not_found:
         transcribe(client, model="whisper-1")
     assert (
-        said(not_found.value)
-        == "The model 'whisper-1' does not exist here; the models are: parakeet, parakeet-v3, canary-qwen."
+        said(not_found.value) == "The model 'whisper-1' does not exist here; the models are: "
+        "parakeet, parakeet-v3, canary-qwen, canary-1b-v2."
     )
     assert not_found.value.code == "model_not_found"
 
@@ -289,9 +323,11 @@ def test_refusals_are_openai_errors_and_the_server_keeps_serving(
         assert (unsupported.value.code, unsupported.value.param) == ("unsupported_value", param)  # type: ignore[attr-defined]
 
     with PHRASE_WAV.open("rb") as audio, pytest.raises(openai.BadRequestError) as translation:
-        client.audio.translations.create(file=audio, model="parakeet")
-    assert said(translation.value) == (
-        "No model of this app translates into English; use /v1/audio/transcriptions."
+        client.audio.translations.create(file=audio, model="whisper-1")  # OpenAI's own model name
+    assert translation.value.param == "language"  # type: ignore[attr-defined]
+    assert said(translation.value) == (  # the endpoint has no such field: one sentence names the extra one
+        "canary-1b-v2 must be told the spoken language to translate it: send its code in the field "
+        '`language` (with OpenAI\'s SDK, extra_body={"language": "de"}).'
     )
     with pytest.raises(openai.BadRequestError) as into:
         transcribe(client, model="parakeet-v3", extra_body={"translate_to": "en", "language": "de"})
@@ -405,6 +441,29 @@ def test_every_response_format_in_process(model_store: ModelStore, twice: Path):
         events = list(client.audio.transcriptions.create(file=audio, model="parakeet", stream=True))
     assert "".join(e.delta for e in events if e.type == "transcript.text.delta") == PHRASE
     assert events[-1].type == "transcript.text.done" and events[-1].text == PHRASE
+
+
+def test_translation_without_the_translating_model_is_one_sentence(model_store: ModelStore, tmp_path: Path):
+    """Its table in config.toml but not exported: what to run; no table: that nothing here translates."""
+    text = model_store.config.path.read_text(encoding="utf-8")
+    unexported = tmp_path / "unexported" / "config.toml"
+    unexported.parent.mkdir()
+    unexported.write_text(text.replace('models_dir = "', 'models_dir = "nothing-here-', 1), encoding="utf-8")
+    client, _ = in_process_client(ModelStore(load_config(unexported)))
+    with PHRASE_DE_WAV.open("rb") as audio, pytest.raises(openai.APIStatusError) as missing:
+        client.audio.translations.create(file=audio, model="whisper-1", extra_body={"language": "de"})
+    assert missing.value.code == "model_not_exported"  # type: ignore[attr-defined]
+    assert said(missing.value).startswith("canary-1b-v2 is not exported to ")
+    assert said(missing.value).endswith("config.toml canary-1b-v2` once to export it.")
+    assert "Traceback" not in said(missing.value)
+    without = tmp_path / "without" / "config.toml"
+    without.parent.mkdir()
+    table = text[text.index("[models.canary-1b-v2]") : text.index("[models.sortformer]")]
+    without.write_text(text.replace(table, ""), encoding="utf-8")
+    client, _ = in_process_client(ModelStore(load_config(without)))
+    with PHRASE_DE_WAV.open("rb") as audio, pytest.raises(openai.BadRequestError) as none:
+        client.audio.translations.create(file=audio, model="whisper-1", extra_body={"language": "de"})
+    assert said(none.value) == "No model of this app translates into English; use /v1/audio/transcriptions."
 
 
 def test_a_full_queue_is_503_with_retry_after(model_store: ModelStore):

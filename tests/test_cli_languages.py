@@ -110,4 +110,26 @@ def test_help_lists_what_each_model_of_the_config_takes(exported_project: Projec
     assert "parakeet: English;" in text
     assert "parakeet-v3: 25 languages, detected (bg, cs, da, de," in text
     assert "canary-qwen: English" in text
-    assert "(none in this config.toml)" in text  # --translate-to: no model here translates
+    assert "canary-1b-v2: 25 languages; translates 48 pairs" in text
+    assert "(canary-1b-v2 into en, bg, cs," in text  # --translate-to
+
+
+def test_translate_with_the_model_that_translates(exported_project: Project, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = run_cli(
+        exported_project, str(PHRASE_DE_WAV), "--model", "canary-1b-v2", "--language", "de",
+        "--translate-to", "en", "--format", "json,txt", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    transcript = json.loads((out / "phrase-de.json").read_text(encoding="utf-8"))
+    assert (transcript["text"], transcript["language"], transcript["translated_to"]) == (ENGLISH, "de", "en")
+    assert (out / "phrase-de.txt").read_text(encoding="utf-8") == ENGLISH + "\n"
+    (line,) = job_lines(out)
+    assert (line["language"], line["translated_to"]) == ("de", "en")
+
+    untold = run_cli(exported_project, str(PHRASE_DE_WAV), "--model", "canary-1b-v2", "--out", str(out))
+    assert untold.returncode == 2
+    last = untold.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "error: canary-1b-v2 must be told the spoken language: give one of bg, cs, da, de,"
+    )

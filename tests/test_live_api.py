@@ -211,7 +211,7 @@ def test_a_bad_event_gets_an_error_and_the_session_goes_on(app: RunningApp):
         assert events.next("error").error.code == "unknown_event"
         connection.session.update(session=transcription_session(model="canary-qwen"))  # type: ignore[arg-type]
         assert events.next("error").error.message == (
-            "canary-qwen cannot transcribe live; the models that can: parakeet."
+            "canary-qwen cannot transcribe live; the models that can: parakeet, parakeet-v3."
         )
         append_all(connection, pcm16_24k(PHRASE_WAV))  # and the session goes on
         connection.input_audio_buffer.commit()

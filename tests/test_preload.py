@@ -143,7 +143,7 @@ def test_preload_defaults_to_the_first_model_and_names_only_models(exported_proj
         load_config(unknown)
     assert str(caught.value) == (
         f"[app] preload in {unknown} names 'whisper', which is not a model there; "
-        "use one of: parakeet, parakeet-v3, canary-qwen, sortformer."
+        "use one of: parakeet, parakeet-v3, canary-qwen, canary-1b-v2, sortformer."
     )
     for value in ('"parakeet"', "[1]"):
         with pytest.raises(ConfigError, match=r"must be a list of model keys"):

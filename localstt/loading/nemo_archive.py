@@ -13,6 +13,11 @@ Here instead:
   modified) and torch's weights-only unpickler is pointed at that window. The tensors are assigned
   into the model (`load_state_dict(assign=True)`), so nothing is copied: pages are read on first use.
 
+An archive may also carry a second model inside it, its weights as another `*_model_weights.ckpt`
+member beside its own `*_model_config.yaml` (a multitask model's 2.5 GB timestamps aligner:
+`timestamps_asr_model_weights.ckpt`). Those weights are never unpacked either: the family restores the
+nested model from the same archive, mapped in place the same way (`restore_nested`).
+
 That mapping uses torch internals (`torch.serialization._load`), so it only runs on torch versions
 whose internals were read (`TESTED_TORCH`); anything unexpected falls back to `plain` loading (the
 same unpacked folder, a normally built model and `torch.load(weights_only=True)` from the tar), which
@@ -22,7 +27,7 @@ gives the same model, only slower.
 from __future__ import annotations
 
 import contextlib
-import gc
+import dataclasses
 import inspect
 import json
 import logging
@@ -45,12 +50,12 @@ if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
     from localstt.hub import RemoteFile
-    from localstt.manifest import Manifest
     from localstt.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_MEMBER = "model_weights.ckpt"
+NESTED_WEIGHTS_SUFFIX = "_" + WEIGHTS_MEMBER  # a nested model's weights: "<prefix>_model_weights.ckpt"
 UNPACKED_PREFIX = ".unpacked-"
 # Room, beyond the export's own files, for what this loader unpacks beside a .nemo:
 # ".unpacked-<16 hex>/" and NeMo's "<32 hex>_tokenizer.model"-like member names.
@@ -83,6 +88,15 @@ class NemoLayout:
     size: int
     small: tuple[tarfile.TarInfo, ...]
     weights: tarfile.TarInfo
+    nested: tuple[tarfile.TarInfo, ...] = ()  # the weights of models nested in it, never unpacked
+
+    def nested_model(self, prefix: str) -> NemoLayout | None:
+        """The layout of the model nested under `prefix` (its weights member in place of the main
+        one), or None when the archive has none."""
+        for member in self.nested:
+            if PurePosixPath(member.name).name == prefix + NESTED_WEIGHTS_SUFFIX:
+                return dataclasses.replace(self, weights=member, nested=())
+        return None
 
 
 def read_layout(nemo_path: Path) -> NemoLayout:
@@ -94,8 +108,13 @@ def read_layout(nemo_path: Path) -> NemoLayout:
     weights = [m for m in members if m.isfile() and PurePosixPath(m.name).name == WEIGHTS_MEMBER]
     if len(weights) != 1:
         raise LoadError(f"{nemo_path} holds {len(weights)} weight files; expected one.")
-    small = tuple(m for m in members if m.isfile() and m is not weights[0])
-    return NemoLayout(nemo_path, nemo_path.stat().st_size, small, weights[0])
+    nested = tuple(
+        m
+        for m in members
+        if m.isfile() and m is not weights[0] and PurePosixPath(m.name).name.endswith(NESTED_WEIGHTS_SUFFIX)
+    )
+    small = tuple(m for m in members if m.isfile() and m is not weights[0] and m not in nested)
+    return NemoLayout(nemo_path, nemo_path.stat().st_size, small, weights[0], nested)
 
 
 def _relative(member: tarfile.TarInfo) -> str:
@@ -261,8 +280,15 @@ def rebuild_positional_encodings(model: Any) -> None:
         module.set_max_audio_length(module.max_audio_length)
 
 
-def connector(layout: NemoLayout, folder: Path, fast: bool) -> Any:
-    """A SaveRestoreConnector for `restore_from` that reads `layout` from `folder` and the archive."""
+def connector(
+    layout: NemoLayout,
+    folder: Path,
+    fast: bool,
+    config_yaml: str = "model_config.yaml",
+    config_changes: dict[str, Any] | None = None,
+) -> Any:
+    """A SaveRestoreConnector for `restore_from` that reads `layout` from `folder` and the archive:
+    the config `config_yaml` (with `config_changes` set in it) and the weights `layout.weights`."""
     from accelerate import init_empty_weights  # with the model, not before
     from nemo.core.connectors.save_restore_connector import (
         SaveRestoreConnector,
@@ -273,8 +299,10 @@ def connector(layout: NemoLayout, folder: Path, fast: bool) -> Any:
         def load_config_and_state_dict(
             self, calling_cls: Any, restore_path: str, *args: Any, **kwargs: Any
         ) -> tuple[Any, Any, Any]:
-            conf = OmegaConf.load(folder / self.model_config_yaml)
+            conf: Any = OmegaConf.load(folder / self.model_config_yaml)
             conf = conf.model if "model" in conf else conf
+            for key, value in (config_changes or {}).items():
+                conf[key] = value
             OmegaConf.set_struct(conf, True)
             calling_cls._set_model_restore_state(is_being_restored=True, folder=str(folder))
             try:
@@ -300,7 +328,9 @@ def connector(layout: NemoLayout, folder: Path, fast: bool) -> Any:
             finally:
                 instance._set_model_restore_state(is_being_restored=False)
 
-    return InPlaceNemoConnector()
+    restorer = InPlaceNemoConnector()
+    restorer.model_config_yaml = config_yaml
+    return restorer
 
 
 def plan_one_nemo(api: HfApi, spec: ModelSpec) -> list[RemoteFile]:
@@ -315,41 +345,3 @@ def plan_one_nemo(api: HfApi, spec: ModelSpec) -> list[RemoteFile]:
             f"{spec.repo}@{spec.short_revision} should hold one .nemo file; found {len(nemo_files)}."
         )
     return nemo_files
-
-
-def load_nemo(
-    export_dir: Path, manifest: Manifest, device: str, model_class: str, mapped: bool = True
-) -> tuple[Any, str]:
-    """The export's .nemo read in place as `nemo.collections.asr.models.<model_class>`, in eval mode
-    on `device` with float32 weights: (model, "mapped" or "plain"). `mapped=False`: the plain load
-    only, for a class that cannot be built on the meta device."""
-    record = next(r for r in manifest.files if r.path.endswith(".nemo"))
-    layout = read_layout(export_dir / record.path)  # refuses links, absolute paths and ".."
-    with unpacked_folder(layout, record.sha256) as folder:
-        if not mapped:
-            return _restore(layout, folder, False, device, model_class), "plain"
-        problem = fast_path_problem(layout)
-        if problem is None:
-            try:
-                return _restore(layout, folder, True, device, model_class), "mapped"
-            except LoadError:
-                raise
-            except Exception as error:  # internals moved: the plain load gives the same model
-                problem = f"{type(error).__name__}: {error}"
-                gc.collect()
-        logger.warning("note: reading %s into memory (%s)", layout.path.name, problem)
-        return _restore(layout, folder, False, device, model_class), "plain"
-
-
-def _restore(layout: NemoLayout, folder: Path, fast: bool, device: str, model_class: str) -> Any:
-    import nemo.collections.asr.models as nemo_models  # NeMo: ~10 s to import, so not before
-    from nemo.utils import logging as nemo_logging  # NeMo: ~10 s to import, so not before
-
-    nemo_logging.setLevel(nemo_logging.ERROR)
-    model = getattr(nemo_models, model_class).restore_from(
-        str(layout.path), map_location=device, save_restore_connector=connector(layout, folder, fast)
-    )
-    if device != "cpu":
-        model = model.to(device)
-    # Weights stay float32; the engine runs inference under autocast in `dtype` on a GPU.
-    return model.eval()

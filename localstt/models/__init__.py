@@ -3,6 +3,7 @@
 * parakeet.py     `kind = "nemo-asr"`: Parakeet-TDT (a `.nemo` archive)       Transcriber, Streamer
   parakeet_live.py  its live decoder: NeMo's buffered streaming pipeline over the loaded model
 * canary_qwen.py  `kind = "salm"`: Canary-Qwen (NeMo's speech-LLM, safetensors) Transcriber, Answerer
+* canary_multitask.py  `kind = "nemo-multitask"`: Canary-1B-v2 (a `.nemo`)  Transcriber, SpokenLanguage
 * sortformer.py   `kind = "sortformer"`: Sortformer, the speaker diarizer      Diarizer
 
 family.py says what a family is and keeps the registry; capabilities.py says what a family can do.
@@ -20,6 +21,7 @@ from localstt.models.capabilities import (
     PhraseBooster,
     Progress,
     SegmentsDone,
+    SpokenLanguage,
     Streamer,
     Transcribed,
     Transcriber,
@@ -38,6 +40,7 @@ from localstt.models.family import (
 # isort: off
 from localstt.models import parakeet
 from localstt.models import canary_qwen  # noqa: F401
+from localstt.models import canary_multitask  # noqa: F401
 from localstt.models import sortformer  # noqa: F401
 # isort: on
 
@@ -56,6 +59,7 @@ __all__ = [
     "PhraseBooster",
     "Progress",
     "SegmentsDone",
+    "SpokenLanguage",
     "Streamer",
     "Transcribed",
     "Transcriber",

@@ -2,6 +2,7 @@
 
     Transcriber   speech in, timed text out (listed in the app, the API and the CLI's --model)
     PhraseBooster its decoding pulled towards the user's phrases
+    SpokenLanguage told the spoken language (it cannot hear it), and the text's (it translates)
     Streamer      the same while the recording is being made: many live streams, one model call a step
     Diarizer      who speaks when; loaded beside a transcription model, never instead of it
     Answerer      a language model that answers questions about a transcript
@@ -132,6 +133,16 @@ class PhraseBooster(Protocol):
     def boosting(self, loaded: LoadedModel, vocabulary: Vocabulary) -> AbstractContextManager[None]:
         """Within the block, the model decodes with `vocabulary`'s phrases boosted (one decoding built
         per phrase list, kept); after it, as before."""
+        ...
+
+
+@runtime_checkable
+class SpokenLanguage(Protocol):
+    """Must be told the spoken language, and writes the text in the language it is told: the same
+    one, or another where it translates (what it offers: `ModelFamily.languages`)."""
+
+    def spoken(self, loaded: LoadedModel, language: str, written: str) -> AbstractContextManager[None]:
+        """Within the block, the model hears `language` and writes `written` ("" for the same)."""
         ...
 
 

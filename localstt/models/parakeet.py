@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from localstt import memory
 from localstt.audio import DecodedAudio, silence
 from localstt.languages import ENGLISH_ONLY, EUROPEAN_25, Languages
-from localstt.loading.nemo_archive import UNPACKED_PATH_MARGIN, load_nemo, plan_one_nemo
+from localstt.loading.nemo_archive import UNPACKED_PATH_MARGIN, plan_one_nemo
+from localstt.loading.nemo_restore import load_nemo
 from localstt.manifest import Manifest
 from localstt.models import parakeet_boost
 from localstt.models.capabilities import (

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from localstt.audio import DecodedAudio
-from localstt.loading.nemo_archive import UNPACKED_PATH_MARGIN, load_nemo, plan_one_nemo
+from localstt.loading.nemo_archive import UNPACKED_PATH_MARGIN, plan_one_nemo
+from localstt.loading.nemo_restore import load_nemo
 from localstt.manifest import Manifest
 from localstt.models.capabilities import Diarizer, Progress
 from localstt.models.family import LoadedModel, ModelFamily, register

@@ -213,7 +213,7 @@ class Job:
         """Hash every input (an unreadable one gets "": transcribing it says why) and, with
         `skip_done`, leave out each one the record has done with this model, commit and speakers.
         `layout`: the subtitles' line controls. `spoken`: the language its transcripts record and the
-        one they are translated into (localstt.engine.checked_languages)."""
+        one they are translated into (localstt.language_choice.checked_languages)."""
         self.model_key = model_key
         self.revision = revision
         self.formats = tuple(formats)

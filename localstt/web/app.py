@@ -18,6 +18,7 @@ from localstt import engine
 from localstt.config import AppConfig
 from localstt.errors import ConfigError, LocalSttError
 from localstt.formats import WRITERS
+from localstt.language_choice import checked_languages
 from localstt.library.keeper import Keeper
 from localstt.live.service import LiveService
 from localstt.logfile import report_unexpected
@@ -141,7 +142,7 @@ class TranscriptionApp:
         options = self.options if vocabulary is None else self.options.replace(vocabulary=vocabulary)
         options = options.replace(language=spoken[0], translate_to=spoken[1])
         try:
-            engine.checked_languages(self.store.config.model(model_key), options)
+            checked_languages(self.store.config.model(model_key), options)
         except LocalSttError as error:  # a language the model does not have, an unknown model
             raise gr.Error(str(error)) from None
         if speakers:

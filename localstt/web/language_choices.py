@@ -36,8 +36,10 @@ def language_update(languages: Languages) -> dict[str, Any]:
     options = [(name_of(code), code) for code in languages.transcribes]
     if languages.detects:
         options = [("Detect", DETECT), *options]
-    value = options[0][1] if options else DETECT
-    return gr.update(choices=options, value=value, visible=len(languages.transcribes) > 1)
+    codes = [code for _, code in options]
+    value = DETECT if languages.detects else "en" if "en" in codes else codes[0] if codes else DETECT
+    info = "The spoken language" + ("; Detect lets the model hear it." if languages.detects else ".")
+    return gr.update(choices=options, value=value, visible=len(languages.transcribes) > 1, info=info)
 
 
 def translation_update(languages: Languages) -> dict[str, Any]:
