@@ -306,7 +306,7 @@ def test_limits_and_models_that_cannot_go_live_are_one_sentence(store: ModelStor
             live.open("canary-qwen", Heard())
         assert str(cannot.value) == (
             "canary-qwen (Canary-Qwen) cannot transcribe live; live transcription works with "
-            "Parakeet models (parakeet)."
+            "Parakeet models (parakeet, parakeet-v3)."
         )
     finally:
         live.stop()

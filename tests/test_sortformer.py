@@ -80,7 +80,13 @@ def test_loaded_offline_beside_parakeet_and_it_tells_the_voices_apart(project: P
     assert "Traceback" not in result.stderr and "instantiation failed" not in result.stderr
     assert values["parakeet_still_loaded"] is True  # keep_all_loaded = false drops no transcriber for it
     assert values["again_is_cached"] is True
-    assert values["status"] == {"parakeet": True, "canary-qwen": True, "sortformer": True}
+    assert values["status"] == {
+        "parakeet": True,
+        "parakeet-v3": True,
+        "canary-qwen": True,
+        "canary-1b-v2": True,
+        "sortformer": True,
+    }
     turns = values["turns"]
     assert turns == sorted(turns) and {speaker for _, _, speaker in turns} == {0, 1}
     for truth in TRUTH:
