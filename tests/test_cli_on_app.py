@@ -18,7 +18,7 @@ import soundfile as sf
 
 from testkit.app import RunningApp, launch_app
 from testkit.store_env import Project
-from testkit.tiny_models import PHRASE_TXT, PHRASE_WAV
+from testkit.tiny_models import PHRASE_DE_WAV, PHRASE_TXT, PHRASE_WAV
 
 PHRASE = PHRASE_TXT.read_text().strip()
 KEY = "cli-test-key"
@@ -216,3 +216,18 @@ def test_an_app_that_stops_mid_job_is_one_line_and_the_rerun_finishes_here(
     assert "transcribing here: no app answers at http://127.0.0.1:7860" in rerun.stderr
     assert "1 of 2 already done" in rerun.stdout
     assert [line["status"] for line in job_lines(out)] == ["done", "done"]
+
+
+def test_a_translation_travels_to_the_app_with_its_languages(
+    served: tuple[RunningApp, Path], exported_project: Project, tmp_path: Path
+):
+    app, config = served
+    out = tmp_path / "out"
+    job = ("--model", "canary-1b-v2", "--language", "de", "--translate-to", "en", "--format", "json")
+    done = cli(exported_project, config, out, str(PHRASE_DE_WAV), *job, "--server", app.url)
+    assert done.returncode == 0, done.stderr
+    assert "IMPORTED nothing heavy" in done.stderr  # the app's model did it
+    transcript = json.loads((out / "phrase-de.json").read_text(encoding="utf-8"))
+    assert (transcript["text"], transcript["language"], transcript["translated_to"]) == (PHRASE, "de", "en")
+    (line,) = job_lines(out)
+    assert (line["language"], line["translated_to"]) == ("de", "en")
