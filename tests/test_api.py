@@ -273,6 +273,9 @@ def test_translations_with_the_official_client(client: OpenAI):
             file=audio, model="canary-1b-v2", response_format="srt", extra_body={"language": "de"}
         )
     assert " ".join(cue.content.replace("\n", " ") for cue in srt.parse(str(cues))) == PHRASE
+    with PHRASE_DE_WAV.open("rb") as audio, pytest.raises(openai.BadRequestError) as named:
+        client.audio.translations.create(file=audio, model="parakeet-v3", extra_body={"language": "de"})
+    assert said(named.value) == "parakeet-v3 does not translate; use canary-1b-v2."
     # Into another language than English, through the transcriptions endpoint's own field.
     back = transcribe(
         client, PHRASE_WAV, model="canary-1b-v2", language="en", extra_body={"translate_to": "de"}

@@ -70,8 +70,9 @@ def find_model(config: AppConfig, model_id: str) -> ModelSpec:
 
 
 def find_translator(config: AppConfig, model_id: str, target: str) -> ModelSpec:
-    """The model of a translation into `target`: the one `model_id` names when it translates, else
-    the first that does (OpenAI's clients name their own model, e.g. whisper-1); 400 when none does."""
+    """The model of a translation into `target`: the one `model_id` names; the first that translates
+    when it names none of the app's (OpenAI's clients send their own, e.g. whisper-1); 400 when none
+    translates, or when the one named does not."""
     translators = [
         spec
         for spec in config.transcribers.values()
@@ -81,7 +82,11 @@ def find_translator(config: AppConfig, model_id: str, target: str) -> ModelSpec:
         raise unsupported(
             "model", f"No model of this app translates into {name_of(target)}; use /v1/audio/transcriptions."
         )
-    named = [spec for spec in translators if model_id == spec.key or model_id.lower() == spec.repo.lower()]
+    models = config.transcribers.values()
+    named = [spec for spec in models if model_id == spec.key or model_id.lower() == spec.repo.lower()]
+    if named and named[0] not in translators:
+        instead = ", ".join(spec.key for spec in translators)
+        raise unsupported("model", f"{named[0].key} does not translate; use {instead}.")
     return (named or translators)[0]
 
 
