@@ -12,8 +12,24 @@ from typing import Any
 
 from testkit.hubserver import HubServer
 from testkit.namespaces import require_user_namespace
-from testkit.store_env import NEMO_NAME, Project, as_in_a_terminal, read_folder, sha256, wait_for
-from testkit.tiny_models import CANARY_REPO_ID, PARAKEET_REPO_ID, QWEN_REPO_ID
+from testkit.store_env import (
+    NEMO_NAME,
+    NEMO_V3_NAME,
+    Project,
+    as_in_a_terminal,
+    read_folder,
+    sha256,
+    wait_for,
+)
+from testkit.tiny_models import (
+    CANARY_1B_V2_REPO_ID,
+    CANARY_REPO_ID,
+    PARAKEET_REPO_ID,
+    PARAKEET_V3_REPO_ID,
+    QWEN_REPO_ID,
+    TINY_CANARY_1B_V2_NEMO,
+    TINY_PARAKEET_V3_NEMO,
+)
 
 
 def gets_of(hub: HubServer, repo: str, path: str, data: bytes) -> int:
@@ -64,6 +80,15 @@ def test_first_export_pins_main_and_downloads_each_file_once(project: Project, t
         }
     ]
     assert (project.models_dir / "parakeet" / NEMO_NAME).read_bytes() == nemo
+    # The multilingual models: one .nemo each, at their pins, fetched once.
+    for key, repo, name, archive in (
+        ("parakeet-v3", PARAKEET_V3_REPO_ID, NEMO_V3_NAME, TINY_PARAKEET_V3_NEMO.read_bytes()),
+        ("canary-1b-v2", CANARY_1B_V2_REPO_ID, "canary-1b-v2.nemo", TINY_CANARY_1B_V2_NEMO.read_bytes()),
+    ):
+        assert gets_of(hub, repo, name, archive) == 1, key
+        assert manifest(project, key)["revision"] == hub.ref(repo) and hub.ref(repo) in config_text
+        assert manifest(project, key)["files"][0]["sha256"] == sha256(archive)
+        assert (project.models_dir / key / name).read_bytes() == archive
 
     canary = manifest(project, "canary-qwen")
     assert canary["llm_repo"] == QWEN_REPO_ID and canary["llm_revision"] == hub.ref(QWEN_REPO_ID)
