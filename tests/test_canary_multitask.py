@@ -77,3 +77,22 @@ def test_it_must_be_told_the_spoken_language(model_store: ModelStore, tmp_path: 
     assert str(pair.value) == (
         "canary-1b-v2 does not translate German into French; from German it translates into English."
     )
+
+
+def test_a_recording_longer_than_a_window_is_read_in_windows_cut_at_quiet_points(
+    model_store: ModelStore, tmp_path: Path
+) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    speech, rate = sf.read(PHRASE_DE_WAV, dtype="float32")
+    twice = tmp_path / "twice.wav"
+    sf.write(twice, np.concatenate([speech, np.zeros(rate, np.float32), speech]), rate)
+    options = TranscribeOptions.build(language="de", canary_1b_window_seconds=5.0)
+    transcript = engine.transcribe(twice, KEY, options, model_store)
+    assert transcript.text == f"{GERMAN} {GERMAN}"
+    first, second = transcript.segments
+    assert first.end <= second.start  # two windows, cut in the quiet between them
+    # Each window's word times are the aligner's, moved to where the window starts.
+    assert second.words[0].start >= len(speech) / rate
+    assert " ".join(word.text for word in transcript.words) == transcript.text
