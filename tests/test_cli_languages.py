@@ -10,8 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from testkit.store_env import REPO_ROOT, Project
 from testkit.tiny_models import PHRASE_DE_TXT, PHRASE_DE_WAV, PHRASE_TXT, PHRASE_WAV
+
+pytestmark = pytest.mark.slow  # a command-line process per run, up to three in a test
 
 GERMAN = PHRASE_DE_TXT.read_text(encoding="utf-8").strip()
 ENGLISH = PHRASE_TXT.read_text(encoding="utf-8").strip()
