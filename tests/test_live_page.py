@@ -25,6 +25,7 @@ PHRASE = PHRASE_TXT.read_text().strip()
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 WAIT_MS = 120_000
+STREAM_START_S = 20.0  # the page's stream starts well within this after Record (under a second here)
 LIVE_TABLE = """[live]
 chunk_seconds = 0.8
 left_seconds = 9.6
@@ -100,6 +101,24 @@ def watch_until_final(page: Any, text: str) -> list[str]:
     )
 
 
+def record_until_it_streams(page: Any, microphone: Any, joins: list[str]) -> None:
+    """Press Record; if the page never starts its stream (no queued call at all, so not one piece
+    reaches the app), Stop and Record once more. Headless Chromium's fake microphone does that now
+    and then (start_recording reaches the app, then nothing), also before the Live tab's fixes; a
+    stream that starts and whose text never comes still fails the test."""
+    for attempt in range(2):
+        microphone.get_by_role("button", name="Record").click()
+        deadline = time.monotonic() + STREAM_START_S
+        while not joins and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        if joins:
+            return
+        print(f"the page sent no piece within {STREAM_START_S:g} s of Record (try {attempt + 1}); again")
+        microphone.get_by_role("button", name="Stop").click()
+        page.wait_for_timeout(2000)
+    pytest.fail(f"the page never streamed the microphone after Record, twice ({STREAM_START_S:g} s each)")
+
+
 def test_the_live_tab_writes_while_it_hears_and_keeps_everything_at_stop(app: RunningApp, tmp_path: Path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -108,10 +127,18 @@ def test_the_live_tab_writes_while_it_hears_and_keeps_everything_at_stop(app: Ru
         browser = chromium_with_a_microphone(playwright, microphone_wav(tmp_path))
         context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["microphone"])
         page = context.new_page()
+        joins: list[str] = []  # the page's queued calls: the microphone's stream goes through them
+        page.on("request", lambda r: joins.append(r.url) if "/gradio_api/queue/join" in r.url else None)
         page.goto(app.url)
         page.get_by_role("tab", name="Live").click()
         microphone = page.locator("#live-mic")
-        microphone.get_by_role("button", name="Record").click()
+        # The page lists the microphones once the browser has given it one; Record before then opens a
+        # session that never hears a piece.
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#live-mic select option')].some(o => o.value)",
+            timeout=WAIT_MS,
+        )
+        record_until_it_streams(page, microphone, joins)
         # The words come while the microphone is still on: partial (grey) while they may change, then
         # final (normal type) after the pause that follows the phrase.
         greys = watch_until_final(page, PHRASE)
